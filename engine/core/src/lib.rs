@@ -1,0 +1,18 @@
+//! The upkeep engine core.
+//!
+//! Everything whose failure could brick a machine lives here: version
+//! arithmetic, durable file writes and, as the engine grows, the update
+//! protocol, verification, state and lifecycle. This crate never depends on a
+//! WebAssembly runtime, so it builds and tests quickly.
+//!
+//! ```
+//! use upkeep_core::version::Version;
+//! let v: Version = "1.2".parse().unwrap();
+//! assert_eq!(v, "1.2.0.0".parse().unwrap());
+//! assert!(v < "1.10".parse().unwrap());
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod durable;
+pub mod version;
