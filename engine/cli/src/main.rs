@@ -1,13 +1,18 @@
 //! `upkeep`: the update engine's command line.
 
-use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod cmd_plugin;
 mod logging;
 
 /// upkeep — a plugin-extensible software update engine.
+///
+/// upkeep keeps software up to date over the Omaha protocol, verifies every
+/// release against signed metadata, and runs vendor customisations
+/// (qualification, existence checks, installers, telemetry) as sandboxed
+/// WebAssembly plugins.
 #[derive(Debug, Parser)]
-#[command(name = "upkeep", version, about, long_about = None, propagate_version = true)]
+#[command(name = "upkeep", version, about, long_about, propagate_version = true)]
 struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides this.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -18,10 +23,43 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Inspect and try out plugins (for plugin authors).
+    Plugin(cmd_plugin::PluginArgs),
+}
 
-fn main() -> Result<()> {
+/// How a command ended, as the process exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// The operation failed (error printed on stderr).
+    Failed = 1,
+    /// The operation ran and the answer was negative (a plugin said fail, absent or error).
+    Negative = 3,
+}
+
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose);
-    match cli.command {}
+    let result = match cli.command {
+        Command::Plugin(args) => cmd_plugin::run(args),
+    };
+    match result {
+        Ok(code) => std::process::ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("upkeep: error: {e:#}");
+            std::process::ExitCode::from(ExitCode::Failed as u8)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }
