@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod cmd_omaha;
 mod logging;
 
 /// upkeep — a plugin-extensible software update engine.
@@ -18,10 +19,15 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Omaha protocol tools: decode responses, print requests.
+    Omaha(cmd_omaha::OmahaArgs),
+}
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     logging::init(cli.verbose);
-    match cli.command {}
+    match cli.command {
+        Command::Omaha(args) => cmd_omaha::run(args),
+    }
 }
