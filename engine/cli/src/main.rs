@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod cmd_omaha;
 mod cmd_plugin;
+mod cmd_tuf;
 mod logging;
 
 /// upkeep — a plugin-extensible software update engine.
@@ -26,6 +28,10 @@ struct Cli {
 enum Command {
     /// Inspect and try out plugins (for plugin authors).
     Plugin(cmd_plugin::PluginArgs),
+    /// Omaha protocol tools: decode responses, print requests (for server operators).
+    Omaha(cmd_omaha::OmahaArgs),
+    /// TUF client: init, refresh, download (the tuf-conformance client contract).
+    Tuf(cmd_tuf::TufArgs),
 }
 
 /// How a command ended, as the process exit status.
@@ -44,6 +50,8 @@ fn main() -> std::process::ExitCode {
     logging::init(cli.verbose);
     let result = match cli.command {
         Command::Plugin(args) => cmd_plugin::run(args),
+        Command::Omaha(args) => cmd_omaha::run(args).map(|()| ExitCode::Ok),
+        Command::Tuf(args) => cmd_tuf::run(args).map(|()| ExitCode::Ok),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),

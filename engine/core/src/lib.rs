@@ -15,4 +15,5 @@
 #![forbid(unsafe_code)]
 
 pub mod durable;
+pub mod omaha;
 pub mod version;
