@@ -15,4 +15,5 @@
 #![forbid(unsafe_code)]
 
 pub mod durable;
+pub mod tuf;
 pub mod version;

@@ -42,12 +42,19 @@ impl Version {
         }
         if parts.len() > 4 {
             return Err(VersionError::TooManyParts(
-                parts.iter().map(u32::to_string).collect::<Vec<_>>().join("."),
+                parts
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join("."),
             ));
         }
         let mut all = [0u32; 4];
         all[..parts.len()].copy_from_slice(parts);
-        Ok(Self { parts: all, len: parts.len() })
+        Ok(Self {
+            parts: all,
+            len: parts.len(),
+        })
     }
 
     /// The four parts, missing ones as zero.
@@ -99,7 +106,10 @@ impl FromStr for Version {
                 return Err(VersionError::TooManyParts(text.to_owned()));
             }
             if !is_plain_number(part) {
-                return Err(VersionError::BadPart { text: text.to_owned(), part: part.to_owned() });
+                return Err(VersionError::BadPart {
+                    text: text.to_owned(),
+                    part: part.to_owned(),
+                });
             }
             parts[len] = part.parse().map_err(|_| VersionError::BadPart {
                 text: text.to_owned(),
@@ -180,9 +190,24 @@ mod tests {
     #[test]
     fn refuses_bad_text() {
         assert_eq!("".parse::<Version>(), Err(VersionError::Empty));
-        assert!(matches!("1.2.3.4.5".parse::<Version>(), Err(VersionError::TooManyParts(_))));
-        for bad in ["1..2", "1.-2", "1.+2", "a.b", "1.2 ", "4294967296", "1.2.", ".1"] {
-            assert!(matches!(bad.parse::<Version>(), Err(VersionError::BadPart { .. })), "{bad}");
+        assert!(matches!(
+            "1.2.3.4.5".parse::<Version>(),
+            Err(VersionError::TooManyParts(_))
+        ));
+        for bad in [
+            "1..2",
+            "1.-2",
+            "1.+2",
+            "a.b",
+            "1.2 ",
+            "4294967296",
+            "1.2.",
+            ".1",
+        ] {
+            assert!(
+                matches!(bad.parse::<Version>(), Err(VersionError::BadPart { .. })),
+                "{bad}"
+            );
         }
     }
 
