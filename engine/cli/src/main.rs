@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod cmd_tuf;
 mod logging;
 
 /// upkeep — a plugin-extensible software update engine.
@@ -18,10 +19,15 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// TUF client: init, refresh, download (tuf-conformance contract).
+    Tuf(cmd_tuf::TufArgs),
+}
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     logging::init(cli.verbose);
-    match cli.command {}
+    match cli.command {
+        Command::Tuf(args) => cmd_tuf::run(args),
+    }
 }
