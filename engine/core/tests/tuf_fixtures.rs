@@ -145,10 +145,10 @@ fn setup(repo_dir: &Path, trusted_root: &str, metadata_base: &str, targets_base:
     }
 }
 
-fn refresh<'a>(
-    l: &'a Loaded,
+fn refresh(
+    l: &Loaded,
     config: UpdaterConfig,
-) -> Result<Updater<&'a FsTransport, FixedClock>, TufError> {
+) -> Result<Updater<&FsTransport, FixedClock>, TufError> {
     let mut u = Updater::new(
         l.dir.path(),
         META,
