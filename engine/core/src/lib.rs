@@ -16,4 +16,5 @@
 
 pub mod durable;
 pub mod omaha;
+pub mod tuf;
 pub mod version;
