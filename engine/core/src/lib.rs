@@ -14,5 +14,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cup;
 pub mod durable;
 pub mod version;
