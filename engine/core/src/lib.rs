@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cup;
 pub mod durable;
 pub mod omaha;
 pub mod tuf;

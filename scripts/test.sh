@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh checkout: installs the plugin
+# toolchain if missing, builds the sample and test plugins from source, then
+# runs every test of the workspace (unit, integration, end-to-end).
+#
+#   scripts/test.sh                 everything
+#   scripts/test.sh -p upkeep-core  extra arguments go to `cargo test`
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+echo "==> building plugins (scripts/build-plugins.sh)"
+scripts/build-plugins.sh
+
+echo "==> cargo test"
+cargo test --workspace --locked "$@"
