@@ -29,3 +29,24 @@ pub fn upkeep() -> Command {
     cmd.env_remove("RUST_LOG");
     cmd
 }
+
+/// A plugin built by `scripts/build-plugins.sh` (sample plugins in
+/// `target/plugins/`, test-only ones in `target/plugins/test/`), or
+/// `UPKEEP_PLUGIN_DIR` when set.
+pub fn plugin_path(name: &str) -> PathBuf {
+    let dir = std::env::var_os("UPKEEP_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/plugins"));
+    for candidate in [
+        dir.join(format!("{name}.wasm")),
+        dir.join("test").join(format!("{name}.wasm")),
+    ] {
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    panic!(
+        "plugin {name} is not built in {}; run scripts/build-plugins.sh (scripts/test.sh does it for you)",
+        dir.display()
+    );
+}

@@ -127,7 +127,8 @@ fn find_archive(payload: &str, wanted: Option<&str>) -> Result<(PathBuf, Kind), 
 }
 
 /// Turns an archive entry name into a relative path made of normal parts,
-/// refusing anything that could leave the install directory.
+/// refusing anything that could leave the install directory. The empty path
+/// (an entry such as `./`) stands for the install directory itself.
 fn safe_relative(name: &str) -> Result<PathBuf, InstallError> {
     if name.starts_with('/') || name.starts_with('\\') || name.contains('\0') {
         return Err(fail(code::UNSAFE_ENTRY, format!("entry {name:?} has an absolute path")));
@@ -149,9 +150,6 @@ fn safe_relative(name: &str) -> Result<PathBuf, InstallError> {
                 return Err(fail(code::UNSAFE_ENTRY, format!("entry {name:?} has an absolute path")));
             }
         }
-    }
-    if out.as_os_str().is_empty() {
-        return Err(fail(code::UNSAFE_ENTRY, format!("entry {name:?} names no file")));
     }
     if out == Path::new(RECORD) {
         return Err(fail(code::UNSAFE_ENTRY, format!("entry {name:?} would overwrite the installer's record")));
@@ -197,6 +195,13 @@ impl Unpacker {
         Path::new(ROOT).join(rel)
     }
 
+    fn check_names_file(rel: &Path) -> Result<(), InstallError> {
+        if rel.as_os_str().is_empty() {
+            return Err(fail(code::UNSAFE_ENTRY, "an entry that is not a directory names the install directory itself"));
+        }
+        Ok(())
+    }
+
     fn record(&mut self, rel: &Path, dir: bool) {
         // Directories created on the way are installed too.
         for ancestor in rel.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()) {
@@ -232,6 +237,10 @@ impl Unpacker {
     }
 
     fn dir(&mut self, rel: &Path, mode: Option<u32>) -> Result<(), InstallError> {
+        if rel.as_os_str().is_empty() {
+            // The install directory itself: it exists and keeps its mode.
+            return Ok(());
+        }
         let abs = Self::abs(rel);
         fs::create_dir_all(&abs).map_err(|e| io_fail("cannot create directory", &abs, e))?;
         self.mode(rel, mode)?;
@@ -240,6 +249,7 @@ impl Unpacker {
     }
 
     fn file(&mut self, rel: &Path, mode: Option<u32>, content: &mut dyn Read) -> Result<(), InstallError> {
+        Self::check_names_file(rel)?;
         self.make_parents(rel)?;
         let abs = Self::abs(rel);
         Self::clear(&abs)?;
@@ -266,6 +276,7 @@ impl Unpacker {
     }
 
     fn symlink(&mut self, rel: &Path, target: &str) -> Result<(), InstallError> {
+        Self::check_names_file(rel)?;
         check_link_target(rel, target)?;
         self.make_parents(rel)?;
         let abs = Self::abs(rel);
