@@ -519,7 +519,10 @@ fn default_event(app_id: &str, version: &str) -> types::UpdateEvent {
         download: None,
         timestamp_ms: now.as_millis() as u64,
         duration_ms: None,
-        session_id: "{00000000-0000-0000-0000-000000000000}".into(),
+        // A random id, as a real update session has; all-zero only if the
+        // system's random source fails.
+        session_id: upkeep_core::omaha::random_id()
+            .unwrap_or_else(|_| "{00000000-0000-0000-0000-000000000000}".into()),
     }
 }
 
