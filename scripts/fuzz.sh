@@ -14,7 +14,8 @@
 # build the targets at all, Debian's rustc (package rustc-web, /usr/bin/rustc)
 # is tried next.
 #
-# Environment: FUZZ_SANITIZER, CARGO_BUILD_JOBS (default 1). Crashes land in
+# Environment: FUZZ_SANITIZER, FUZZ_TIMEOUT (seconds one input may take before
+# it counts as a crash, default 30), CARGO_BUILD_JOBS (default 1). Crashes land in
 # fuzz/artifacts/<target>/, the growing corpus in fuzz/corpus/<target>/ (both
 # ignored by git); seeds in fuzz/seeds/<target>/ are read, never written.
 # Exits non-zero on a crash.
@@ -107,7 +108,7 @@ for t in "${run[@]}"; do
     echo "fuzz.sh: running $t for ${seconds}s (sanitizer $sanitizer)" >&2
     set +e
     (cd "$fuzz_dir" && cargo fuzz run --sanitizer "$sanitizer" "$t" "${corpora[@]}" -- \
-        -max_total_time="$seconds" \
+        -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-30}" \
         -print_final_stats=1 -artifact_prefix="artifacts/$t/") 2>&1 | tee "$log" | grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|Done |==[0-9]+==|SUMMARY|.*panicked|stat::number_of_executed_units)' >&2
     rc=${PIPESTATUS[0]}
     set -e

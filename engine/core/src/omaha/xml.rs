@@ -47,8 +47,10 @@ fn xml_error(e: impl std::fmt::Display, reader_pos: u64) -> ProtocolError {
     ProtocolError::Xml(format!("{e} (at byte {reader_pos})"))
 }
 
-/// Reads a document into its root element. Line ends are normalised (CRLF
-/// and CR become LF) as XML requires; comments and declarations are skipped.
+/// Reads a document into its root element. Line ends in the text are
+/// normalised (CRLF and CR become LF) as XML requires, but a character
+/// reference such as `&#13;` stays the character it names; comments and
+/// declarations are skipped.
 pub(crate) fn read_tree(text: &str) -> Result<Element, ProtocolError> {
     let mut reader = Reader::from_str(text);
     reader.config_mut().check_end_names = true;
@@ -78,7 +80,6 @@ pub(crate) fn read_tree(text: &str) -> Result<Element, ProtocolError> {
                 let Some(mut el) = stack.pop() else {
                     return Err(xml_error("unexpected end tag", pos));
                 };
-                el.text = normalize_eol(&el.text);
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
                     None => root = Some(el),
@@ -86,12 +87,12 @@ pub(crate) fn read_tree(text: &str) -> Result<Element, ProtocolError> {
             }
             XmlEvent::Text(t) => {
                 if let Some(el) = stack.last_mut() {
-                    el.text.push_str(&t.xml10_content());
+                    el.text.push_str(&normalize_eol(&t.xml10_content()));
                 }
             }
             XmlEvent::CData(c) => {
                 if let Some(el) = stack.last_mut() {
-                    el.text.push_str(&c.xml10_content());
+                    el.text.push_str(&normalize_eol(&c.xml10_content()));
                 }
             }
             XmlEvent::GeneralRef(r) => {
@@ -371,9 +372,21 @@ fn parse_updatecheck(el: &Element) -> Result<UpdateCheck, AppErrorKind> {
 
 // ---------------------------------------------------------- writing ----
 
-/// Appends ` name="value"` with the value escaped.
+/// Appends ` name="value"` with the value escaped. Tab, line feed and
+/// carriage return are written as character references: written as they
+/// are, a reader would normalise them to spaces.
 pub(crate) fn write_attr(out: &mut String, name: &str, value: &str) {
-    let _ = write!(out, " {name}=\"{}\"", escape(value));
+    let escaped = escape(value)
+        .replace('\t', "&#9;")
+        .replace('\n', "&#10;")
+        .replace('\r', "&#13;");
+    let _ = write!(out, " {name}=\"{escaped}\"");
+}
+
+/// Escapes element text; a carriage return is written as a character
+/// reference, which a reader keeps (a raw one becomes a line feed).
+fn escape_text(text: &str) -> String {
+    escape(text).replace('\r', "&#13;")
 }
 
 pub(crate) fn write_opt(out: &mut String, name: &str, value: &Option<String>) {
@@ -466,7 +479,7 @@ fn write_app(o: &mut String, app: &App) {
         write_opt(o, "index", &d.index);
         write_opt(o, "name", &d.name);
         write_attr(o, "status", d.status.as_str());
-        let _ = writeln!(o, ">{}</data>", escape(d.text.as_str()));
+        let _ = writeln!(o, ">{}</data>", escape_text(&d.text));
     }
     o.push_str("  </app>\n");
 }
@@ -531,6 +544,24 @@ mod tests {
         assert!(read_tree("<a></a><b/>").is_err());
         assert!(read_tree("<a>").is_err());
         assert!(read_tree("<a>&bogus;</a>").is_err());
+    }
+
+    #[test]
+    fn whitespace_character_references_round_trip() {
+        // Found by the omaha_xml fuzz target: tab, line feed and carriage
+        // return from character references were written raw, and read back
+        // as spaces (attributes) or line feeds (text).
+        let text = "<response protocol=\"3.0\" server=\"a&#10;b&#9;c&#13;d\">\
+            <app appid=\"x\" _k=\"1&#13;&#10;2\"><data name=\"install\" index=\"i\">a&#13;b\r\nc</data></app></response>";
+        let r = parse_response(text).unwrap();
+        assert_eq!(r.server.as_deref(), Some("a\nb\tc\rd"));
+        assert_eq!(
+            r.apps[0].extras.get("_k").map(String::as_str),
+            Some("1\r\n2")
+        );
+        assert_eq!(r.apps[0].data[0].text, "a\rb\nc");
+        let again = parse_response(&write_response(&r)).unwrap();
+        assert_eq!(again, r);
     }
 
     #[test]

@@ -31,18 +31,30 @@ impl Expiry {
     }
 }
 
-/// Formats an instant as `YYYY-MM-DDTHH:MM:SSZ`.
+/// Formats an instant as `YYYY-MM-DDTHH:MM:SSZ`, with the fraction of a
+/// second (`.468918`) only when it is not zero, so that a parsed expiry is
+/// written back unchanged. An instant whose UTC date is outside the years
+/// 0000–9999 is written in its own offset.
 pub fn format_time(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+    let Some(t) = t.checked_to_offset(time::UtcOffset::UTC) else {
+        return t.format(&Rfc3339).unwrap_or_else(|_| t.to_string());
+    };
+    let mut out = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         t.year(),
         u8::from(t.month()),
         t.day(),
         t.hour(),
         t.minute(),
         t.second()
-    )
+    );
+    if t.nanosecond() != 0 {
+        let fraction = format!("{:09}", t.nanosecond());
+        out.push('.');
+        out.push_str(fraction.trim_end_matches('0'));
+    }
+    out.push('Z');
+    out
 }
 
 /// Parses an RFC 3339 instant.
@@ -59,9 +71,16 @@ impl Serialize for Expiry {
 impl<'de> Deserialize<'de> for Expiry {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_time(&s)
+        let t = parse_time(&s)
+            .map_err(|e| serde::de::Error::custom(format!("bad expiry date {s:?}: {e}")))?;
+        // Written back in UTC, so it must have a UTC date in range.
+        t.checked_to_offset(time::UtcOffset::UTC)
             .map(Expiry)
-            .map_err(|e| serde::de::Error::custom(format!("bad expiry date {s:?}: {e}")))
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "bad expiry date {s:?}: its UTC date is out of range"
+                ))
+            })
     }
 }
 
@@ -890,6 +909,33 @@ mod tests {
         assert!(!path_matches("file[!1-3].txt", "file2.txt"));
         assert!(path_matches("*", "nonexistent artifact"));
         assert!(!path_matches("a", "b"));
+    }
+
+    #[test]
+    fn expiry_with_a_fraction_of_a_second_round_trips() {
+        // From tough's dubious-role-names targets.json, found by fuzzing:
+        // writing the expiry dropped the fraction, so re-signed metadata
+        // expired earlier than the original.
+        let text = "3021-01-27T00:57:00.468918Z";
+        let e: Expiry = serde_json::from_value(Value::String(text.into())).unwrap();
+        assert_eq!(e.0.nanosecond(), 468_918_000);
+        assert_eq!(e.to_tuf_string(), text);
+        let back: Expiry = serde_json::from_value(serde_json::to_value(e).unwrap()).unwrap();
+        assert_eq!(back, e);
+        let whole: Expiry =
+            serde_json::from_value(Value::String("2030-01-01T00:00:00+01:00".into())).unwrap();
+        assert_eq!(whole.to_tuf_string(), "2029-12-31T23:00:00Z");
+    }
+
+    #[test]
+    fn expiry_outside_the_utc_date_range_is_refused() {
+        // 9999-12-31T23:59:59-01:00 is in year 10000 in UTC.
+        let err =
+            serde_json::from_value::<Expiry>(Value::String("9999-12-31T23:59:59-01:00".into()))
+                .unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
+        let t = parse_time("9999-12-31T23:59:59-01:00").unwrap();
+        assert_eq!(format_time(t), "9999-12-31T23:59:59-01:00");
     }
 
     #[test]
