@@ -149,6 +149,24 @@ impl ServerState {
             ),
             _ => None,
         };
+        // Refuse what cannot be signed before anything is stored.
+        if let Some(params) = &cup {
+            if params.cup2key().key_id() != self.cup.key_id() {
+                return Err(HttpError::bad_request(format!(
+                    "CUP: key id {} is not this server's ({})",
+                    params.cup2key().key_id(),
+                    self.cup.key_id()
+                )));
+            }
+            if params
+                .cup2hreq()
+                .is_some_and(|claimed| *claimed != upkeep_core::cup::sha256(body))
+            {
+                return Err(HttpError::bad_request(
+                    "CUP: cup2hreq is not the SHA-256 of the request body".into(),
+                ));
+            }
+        }
         let request = parse_request_with_limit(body, None, MAX_BODY_BYTES)
             .map_err(|e| HttpError::bad_request(format!("malformed Omaha request: {e}")))?;
         if json_endpoint && request.protocol == Protocol::Xml30 {
