@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd_omaha;
 mod cmd_plugin;
+mod cmd_repo;
 mod cmd_tuf;
 mod logging;
 
@@ -32,6 +33,8 @@ enum Command {
     Omaha(cmd_omaha::OmahaArgs),
     /// TUF client: init, refresh, download (the tuf-conformance client contract).
     Tuf(cmd_tuf::TufArgs),
+    /// Publish and serve update repositories (for vendors).
+    Repo(cmd_repo::RepoArgs),
 }
 
 /// How a command ended, as the process exit status.
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Plugin(args) => cmd_plugin::run(args),
         Command::Omaha(args) => cmd_omaha::run(args).map(|()| ExitCode::Ok),
         Command::Tuf(args) => cmd_tuf::run(args).map(|()| ExitCode::Ok),
+        Command::Repo(args) => cmd_repo::run(args).map(|()| ExitCode::Ok),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),

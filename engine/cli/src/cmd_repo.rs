@@ -1,0 +1,299 @@
+//! `upkeep repo`: create, publish to and serve update repositories.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use upkeep_server::events::{EventStore, SqliteEventStore};
+use upkeep_server::http::{ServeOptions, serve_blocking};
+use upkeep_server::repo::{InitOptions, NewRelease, Repo};
+
+/// Options of `upkeep repo`.
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    #[command(subcommand)]
+    action: RepoAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum RepoAction {
+    /// Create a repository: keys, signed TUF metadata (version 1 of every
+    /// role) and the client trust bundle in DIR/client/.
+    ///
+    /// DIR must not exist or be empty. Keys go to DIR/keys/ unless --keys
+    /// names another directory (keep the root and targets keys offline
+    /// there; `repo serve` needs only cup.pem, `repo refresh` snapshot.key
+    /// and timestamp.key).
+    Init(InitArgs),
+    /// Publish a release: copy the payload files into DIR/targets/, list
+    /// them in the targets metadata and re-sign targets, snapshot and
+    /// timestamp.
+    ///
+    /// Needs targets.key, snapshot.key and timestamp.key. A failure leaves
+    /// the published metadata as it was.
+    #[command(disable_version_flag = true)]
+    Add(AddArgs),
+    /// List the published releases: apps, versions, channels, files with
+    /// sizes and SHA-256.
+    List(ListArgs),
+    /// Run the reference update server (Omaha 3.0 XML, 3.1 and 4.0 JSON with
+    /// CUP signatures; the repository's files) until SIGINT or SIGTERM.
+    ///
+    /// Prints `listening on http://ADDRESS` on standard output once the
+    /// socket is bound. Needs only the CUP key (cup.pem).
+    Serve(ServeArgs),
+    /// Print the pings and events clients sent to the server.
+    Events(EventsArgs),
+    /// Re-sign snapshot and timestamp with fresh expiry dates (run it
+    /// regularly, e.g. daily, where the online keys are).
+    Refresh(RefreshArgs),
+}
+
+#[derive(Debug, Args)]
+struct InitArgs {
+    /// The repository directory to create.
+    dir: PathBuf,
+    /// Write the keys here instead of DIR/keys/.
+    #[arg(long, value_name = "KEYDIR")]
+    keys: Option<PathBuf>,
+    /// Number of root keys.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    root_keys: usize,
+    /// Root keys needed to sign a new root.
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    root_threshold: u64,
+    /// The server's public base URL (written to DIR/client/config.toml and
+    /// used for download URLs).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// The CUP key id clients pin.
+    #[arg(long, value_name = "ID", default_value_t = 1)]
+    cup_key_id: u32,
+}
+
+#[derive(Debug, Args)]
+struct AddArgs {
+    /// The repository directory.
+    dir: PathBuf,
+    /// The app id (compared case-insensitively; stored in lower case in paths).
+    #[arg(long, value_name = "ID")]
+    app: String,
+    /// The release version (1 to 4 dot-separated numbers).
+    #[arg(long = "version", id = "release_version", value_name = "V")]
+    release_version: String,
+    /// The channel clients ask for with `ap` (default: the empty channel).
+    #[arg(long, value_name = "NAME", default_value = "")]
+    channel: String,
+    /// An argument for the installer (repeat for several, in order).
+    #[arg(long = "installer-arg", value_name = "ARG", allow_hyphen_values = true)]
+    installer_args: Vec<String>,
+    /// The key directory (default: the one `repo init` used).
+    #[arg(long, value_name = "KEYDIR")]
+    keys: Option<PathBuf>,
+    /// The payload files.
+    #[arg(required = true, value_name = "PAYLOAD")]
+    payloads: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// The repository directory.
+    dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The repository directory.
+    dir: PathBuf,
+    /// The address to listen on; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The public base URL for download URLs (default: repo.toml's, else
+    /// http://<Host header>).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Where cup.pem is (default: the repository's key directory).
+    #[arg(long, value_name = "KEYDIR")]
+    keys: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct EventsArgs {
+    /// The repository directory.
+    dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Only events of this app id (case-insensitive).
+    #[arg(long, value_name = "ID")]
+    app: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct RefreshArgs {
+    /// The repository directory.
+    dir: PathBuf,
+    /// Where snapshot.key and timestamp.key are (default: the repository's
+    /// key directory).
+    #[arg(long, value_name = "KEYDIR")]
+    keys: Option<PathBuf>,
+}
+
+fn open(dir: &Path) -> Result<Repo> {
+    Repo::open(dir).with_context(|| format!("opening repository {}", dir.display()))
+}
+
+/// Runs `upkeep repo`.
+pub fn run(args: RepoArgs) -> Result<()> {
+    match args.action {
+        RepoAction::Init(a) => init(a),
+        RepoAction::Add(a) => add(a),
+        RepoAction::List(a) => list(a),
+        RepoAction::Serve(a) => serve(a),
+        RepoAction::Events(a) => events(a),
+        RepoAction::Refresh(a) => {
+            let repo = open(&a.dir)?;
+            let p = repo
+                .refresh(a.keys.as_deref())
+                .context("re-signing snapshot and timestamp")?;
+            println!(
+                "snapshot {} and timestamp {} signed",
+                p.snapshot, p.timestamp
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init(a: InitArgs) -> Result<()> {
+    let options = InitOptions {
+        keys_dir: a.keys,
+        root_keys: a.root_keys,
+        root_threshold: a.root_threshold,
+        public_url: a.public_url,
+        cup_key_id: a.cup_key_id,
+    };
+    let repo = Repo::init(&a.dir, &options)
+        .with_context(|| format!("creating repository {}", a.dir.display()))?;
+    println!("repository created in {}", repo.dir().display());
+    println!("keys: {}", repo.keys_dir(None).display());
+    println!(
+        "give clients: {}",
+        repo.dir().join(upkeep_server::repo::CLIENT_DIR).display()
+    );
+    Ok(())
+}
+
+fn add(a: AddArgs) -> Result<()> {
+    let repo = open(&a.dir)?;
+    let release = NewRelease {
+        app: a.app,
+        version: a.release_version,
+        channel: a.channel,
+        installer_args: a.installer_args,
+        payloads: a.payloads,
+    };
+    let published = repo
+        .add(a.keys.as_deref(), &release)
+        .with_context(|| format!("publishing {} {}", release.app, release.version))?;
+    println!(
+        "published {} {}: targets {}, snapshot {}, timestamp {}",
+        release.app, release.version, published.targets, published.snapshot, published.timestamp
+    );
+    Ok(())
+}
+
+fn list(a: ListArgs) -> Result<()> {
+    let repo = open(&a.dir)?;
+    let catalog = repo.catalog().context("reading the targets metadata")?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        let text = serde_json::to_string_pretty(catalog.releases())?;
+        writeln!(out, "{text}")?;
+        return Ok(());
+    }
+    if catalog.releases().is_empty() {
+        writeln!(out, "no releases")?;
+    }
+    for r in catalog.releases() {
+        let channel = if r.channel.is_empty() {
+            "(default)"
+        } else {
+            &r.channel
+        };
+        write!(out, "{} {}  channel {channel}", r.app, r.version)?;
+        if !r.installer_args.is_empty() {
+            write!(out, "  installer args {:?}", r.installer_args)?;
+        }
+        writeln!(out)?;
+        for f in &r.files {
+            writeln!(
+                out,
+                "  {}  {} bytes  sha256 {}",
+                f.target_path, f.length, f.sha256
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let repo = open(&a.dir)?;
+    let options = ServeOptions {
+        listen: a.listen,
+        public_url: a.public_url,
+        keys_dir: a.keys,
+    };
+    serve_blocking(&repo, &options, |addr| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on http://{addr}");
+        let _ = out.flush();
+        tracing::info!(%addr, "serving {}", a.dir.display());
+    })
+    .with_context(|| format!("serving {}", a.dir.display()))
+}
+
+fn events(a: EventsArgs) -> Result<()> {
+    let repo = open(&a.dir)?;
+    let path = repo.events_path();
+    let store = SqliteEventStore::open(&path)
+        .with_context(|| format!("opening the event store {}", path.display()))?;
+    let records = store.list(a.app.as_deref()).context("reading events")?;
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&records)?)?;
+        return Ok(());
+    }
+    for r in &records {
+        write!(
+            out,
+            "{}  {}  {} {}",
+            r.received_at, r.kind, r.app_id, r.app_version
+        )?;
+        if let (Some(t), Some(res)) = (r.event_type, r.event_result) {
+            write!(out, "  type {t} result {res}")?;
+        }
+        if let Some(c) = r.error_category {
+            write!(out, "  errorcat {c}")?;
+        }
+        if let Some(c) = r.error_code {
+            write!(out, "  errorcode {c}")?;
+        }
+        if let Some(c) = r.extra_code1 {
+            write!(out, "  extracode1 {c}")?;
+        }
+        if let Some(v) = &r.previous_version {
+            write!(out, "  from {v}")?;
+        }
+        if let Some(v) = &r.next_version {
+            write!(out, "  to {v}")?;
+        }
+        writeln!(out, "  session {}", r.session_id)?;
+    }
+    Ok(())
+}

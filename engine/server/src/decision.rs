@@ -1,0 +1,326 @@
+//! Releases as the signed targets metadata lists them, and the update
+//! decision for one application of a request.
+//!
+//! A release payload is the TUF target `apps/<app id, lower-case>/<version>/<file>`
+//! whose `custom` object is
+//! `{"upkeep": {"app": ID, "version": V, "channel": NAME, "installer_args": [...]}}`.
+//! The files of one app and version form one release.
+//!
+//! The decision uses the request and the catalog only (no server state):
+//! the newest release of the app (id compared case-insensitively) on the
+//! request's channel (`ap`; missing or empty means releases with an empty
+//! channel), newer than the request's version (or equal with
+//! `sameversionupdate`), matching `targetversionprefix` by whole
+//! components; `updatedisabled` always yields `noupdate`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use upkeep_core::omaha::RequestApp;
+use upkeep_core::tuf::metadata::Targets;
+use upkeep_core::version::Version;
+
+/// The first component of every release target path.
+pub const APPS_DIR: &str = "apps";
+
+/// The TUF target directory of a release: `apps/<app lower-case>/<version>`.
+pub fn release_dir(app: &str, version: &Version) -> String {
+    format!("{APPS_DIR}/{}/{version}", app.to_ascii_lowercase())
+}
+
+/// One file of a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleaseFile {
+    /// The file name.
+    pub name: String,
+    /// The TUF target path.
+    pub target_path: String,
+    /// The length in bytes.
+    pub length: u64,
+    /// The lower-case hex SHA-256.
+    pub sha256: String,
+}
+
+/// A release: one version of one app, with its files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Release {
+    /// The app id as published.
+    pub app: String,
+    /// The version.
+    pub version: Version,
+    /// The channel (`ap`), empty for the default channel.
+    pub channel: String,
+    /// Arguments for the installer.
+    pub installer_args: Vec<String>,
+    /// The files, by name.
+    pub files: Vec<ReleaseFile>,
+}
+
+impl Release {
+    /// The TUF target directory of the release.
+    pub fn dir(&self) -> String {
+        release_dir(&self.app, &self.version)
+    }
+}
+
+/// What the server answers for one app's update check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<'a> {
+    /// No release of this app id is published.
+    UnknownApplication,
+    /// Nothing to offer.
+    NoUpdate,
+    /// This release is offered.
+    Update(&'a Release),
+}
+
+/// Every release the targets metadata lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    releases: Vec<Release>,
+}
+
+#[derive(serde::Deserialize)]
+struct UpkeepCustom {
+    app: String,
+    version: String,
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    installer_args: Vec<String>,
+}
+
+impl Catalog {
+    /// Reads the releases from targets metadata. Targets without a valid
+    /// `custom.upkeep` object are not releases and are skipped.
+    pub fn from_targets(targets: &Targets) -> Catalog {
+        let mut by_key: BTreeMap<(String, Version), Release> = BTreeMap::new();
+        for (path, file) in &targets.targets {
+            let Some(custom) = file.custom.as_ref().and_then(|c| c.get("upkeep")) else {
+                continue;
+            };
+            let Ok(custom) = serde_json::from_value::<UpkeepCustom>(custom.clone()) else {
+                tracing::warn!(target = %path, "malformed custom.upkeep; target skipped");
+                continue;
+            };
+            let Ok(version) = custom.version.parse::<Version>() else {
+                tracing::warn!(target = %path, "invalid version; target skipped");
+                continue;
+            };
+            let Some(sha256) = file.hashes.get("sha256") else {
+                tracing::warn!(target = %path, "no sha256; target skipped");
+                continue;
+            };
+            let name = path.rsplit('/').next().unwrap_or(path).to_owned();
+            let release = by_key
+                .entry((custom.app.to_ascii_lowercase(), version.clone()))
+                .or_insert_with(|| Release {
+                    app: custom.app.clone(),
+                    version,
+                    channel: custom.channel.clone(),
+                    installer_args: custom.installer_args.clone(),
+                    files: Vec::new(),
+                });
+            release.files.push(ReleaseFile {
+                name,
+                target_path: path.clone(),
+                length: file.length,
+                sha256: sha256.to_ascii_lowercase(),
+            });
+        }
+        let mut releases: Vec<Release> = by_key.into_values().collect();
+        for r in &mut releases {
+            r.files.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Catalog { releases }
+    }
+
+    /// A catalog of the given releases (for tests and tools).
+    pub fn from_releases(releases: Vec<Release>) -> Catalog {
+        Catalog { releases }
+    }
+
+    /// All releases, by app (lower-case) and version.
+    pub fn releases(&self) -> &[Release] {
+        &self.releases
+    }
+
+    /// Whether any release of `app` (case-insensitive) exists.
+    pub fn knows_app(&self, app: &str) -> bool {
+        self.releases
+            .iter()
+            .any(|r| r.app.eq_ignore_ascii_case(app))
+    }
+
+    /// The release of `app` with exactly `version`, if any.
+    pub fn find(&self, app: &str, version: &Version) -> Option<&Release> {
+        self.releases
+            .iter()
+            .find(|r| r.app.eq_ignore_ascii_case(app) && &r.version == version)
+    }
+
+    /// The answer to `app`'s update check. A request version that does not
+    /// parse (an install sends an empty one) counts as 0.
+    pub fn decide(&self, app: &RequestApp) -> Decision<'_> {
+        let id = app.appid.as_str();
+        if !self.knows_app(id) {
+            return Decision::UnknownApplication;
+        }
+        let check = app.updatecheck.clone().unwrap_or_default();
+        if check.updatedisabled {
+            return Decision::NoUpdate;
+        }
+        let current = app.parsed_version();
+        let channel = app.ap.as_deref().unwrap_or("");
+        self.releases
+            .iter()
+            .filter(|r| r.app.eq_ignore_ascii_case(id) && r.channel == channel)
+            .filter(|r| {
+                current
+                    .as_ref()
+                    .is_none_or(|c| r.version > *c || (check.sameversionupdate && r.version == *c))
+            })
+            .filter(|r| check.allows(&r.version))
+            .max_by(|a, b| a.version.cmp(&b.version))
+            .map_or(Decision::NoUpdate, Decision::Update)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upkeep_core::omaha::UpdateCheckRequest;
+
+    fn release(app: &str, version: &str, channel: &str) -> Release {
+        let version: Version = version.parse().unwrap();
+        Release {
+            app: app.into(),
+            channel: channel.into(),
+            installer_args: vec![],
+            files: vec![ReleaseFile {
+                name: "setup.bin".into(),
+                target_path: format!("{}/setup.bin", release_dir(app, &version)),
+                length: 3,
+                sha256: "00".repeat(32),
+            }],
+            version,
+        }
+    }
+
+    fn catalog() -> Catalog {
+        Catalog::from_releases(vec![
+            release("{ABC}", "1.0", ""),
+            release("{ABC}", "1.2.3.4", ""),
+            release("{ABC}", "1.2.34", ""),
+            release("{ABC}", "2.0", "beta"),
+            release("other", "5", ""),
+        ])
+    }
+
+    fn ask(app: &str, version: &str) -> RequestApp {
+        let mut a = RequestApp::new(app, &"0".parse().unwrap());
+        a.version = version.into();
+        a.updatecheck = Some(UpdateCheckRequest::default());
+        a
+    }
+
+    fn offered(c: &Catalog, app: &RequestApp) -> Option<String> {
+        match c.decide(app) {
+            Decision::Update(r) => Some(r.version.to_string()),
+            Decision::NoUpdate => None,
+            Decision::UnknownApplication => Some("unknown".into()),
+        }
+    }
+
+    #[test]
+    fn the_newest_release_of_the_default_channel_is_offered() {
+        let c = catalog();
+        assert_eq!(offered(&c, &ask("{ABC}", "1.0")).as_deref(), Some("1.2.34"));
+        assert_eq!(offered(&c, &ask("{ABC}", "")).as_deref(), Some("1.2.34"));
+        assert_eq!(offered(&c, &ask("{ABC}", "1.2.34")), None);
+        assert_eq!(offered(&c, &ask("{ABC}", "9")), None);
+    }
+
+    #[test]
+    fn app_ids_are_case_insensitive() {
+        let c = catalog();
+        assert_eq!(offered(&c, &ask("{abc}", "1.0")).as_deref(), Some("1.2.34"));
+        assert_eq!(offered(&c, &ask("OTHER", "1")).as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn channels_match_the_ap() {
+        let c = catalog();
+        let mut a = ask("{ABC}", "1.0");
+        a.ap = Some("beta".into());
+        assert_eq!(offered(&c, &a).as_deref(), Some("2.0"));
+        a.ap = Some("nightly".into());
+        assert_eq!(offered(&c, &a), None);
+        a.ap = Some(String::new());
+        assert_eq!(offered(&c, &a).as_deref(), Some("1.2.34"));
+    }
+
+    #[test]
+    fn target_version_prefix_matches_whole_components() {
+        let c = catalog();
+        let mut a = ask("{ABC}", "1.0");
+        a.updatecheck.as_mut().unwrap().targetversionprefix = Some("1.2.3".into());
+        assert_eq!(offered(&c, &a).as_deref(), Some("1.2.3.4"));
+        a.updatecheck.as_mut().unwrap().targetversionprefix = Some("1.1".into());
+        assert_eq!(offered(&c, &a), None);
+        a.updatecheck.as_mut().unwrap().targetversionprefix = Some("1.".into());
+        assert_eq!(offered(&c, &a).as_deref(), Some("1.2.34"));
+    }
+
+    #[test]
+    fn update_disabled_means_no_update() {
+        let c = catalog();
+        let mut a = ask("{ABC}", "1.0");
+        a.updatecheck.as_mut().unwrap().updatedisabled = true;
+        assert_eq!(c.decide(&a), Decision::NoUpdate);
+    }
+
+    #[test]
+    fn same_version_update_reoffers_the_current_version() {
+        let c = catalog();
+        let mut a = ask("other", "5");
+        assert_eq!(offered(&c, &a), None);
+        a.updatecheck.as_mut().unwrap().sameversionupdate = true;
+        assert_eq!(offered(&c, &a).as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn unknown_apps_are_reported() {
+        let c = catalog();
+        assert_eq!(c.decide(&ask("{nope}", "1")), Decision::UnknownApplication);
+        assert_eq!(
+            Catalog::default().decide(&ask("{ABC}", "1")),
+            Decision::UnknownApplication
+        );
+    }
+
+    #[test]
+    fn releases_are_read_from_targets_custom_data() {
+        use upkeep_core::tuf::metadata::TargetFile;
+        let mut t = upkeep_core::tuf::repository::Repository::empty_targets(
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        let mut f = TargetFile::from_bytes(b"abc");
+        f.custom = Some(serde_json::json!({"upkeep": {
+            "app": "{ABC}", "version": "1.5", "channel": "", "installer_args": ["--quiet"]}}));
+        t.targets
+            .insert("apps/{abc}/1.5/setup.bin".into(), f.clone());
+        let mut g = TargetFile::from_bytes(b"data");
+        g.custom = f.custom.clone();
+        t.targets.insert("apps/{abc}/1.5/data.pak".into(), g);
+        t.targets
+            .insert("unrelated.txt".into(), TargetFile::from_bytes(b"x"));
+        let c = Catalog::from_targets(&t);
+        assert_eq!(c.releases().len(), 1);
+        let r = &c.releases()[0];
+        assert_eq!(r.installer_args, vec!["--quiet"]);
+        let names: Vec<&str> = r.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["data.pak", "setup.bin"]);
+        assert_eq!(r.files[1].length, 3);
+    }
+}

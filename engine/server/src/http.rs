@@ -1,0 +1,713 @@
+//! The reference Omaha server.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | POST | `/service/update2/json` | Omaha 3.1 or 4.0 JSON (by the request's `protocol`), `)]}'`-prefixed |
+//! | POST | `/service/update2` | Omaha 3.0 XML (JSON requests are answered in JSON) |
+//! | GET, HEAD | `/tuf/<file>` | `DIR/metadata/<file>` |
+//! | GET, HEAD | `/targets/<path>` | `DIR/targets/<path>` |
+//!
+//! Update checks are answered from the request and the signed targets
+//! metadata alone; pings and events are written to the [`EventStore`]
+//! before the answer is sent. With `cup2key` (and `cup2hreq`) in the query
+//! the answer is signed with the repository's CUP key and the proof sent in
+//! `X-Cup-Server-Proof` and `ETag`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::{get, post};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use upkeep_core::cup::{CupError, CupServer, RequestParams};
+use upkeep_core::omaha::{
+    App, AppStatus, Daystart, Manifest, Operation, OperationType, Package, Pipeline, Protocol,
+    Request, Response, UpdateCheck, UpdateCheckStatus, parse_request_with_limit,
+};
+use upkeep_core::tuf::metadata::format_time;
+
+use crate::decision::{Catalog, Decision, Release};
+use crate::error::ServerError;
+use crate::events::{EventStore, SqliteEventStore, records_of};
+use crate::files::{self, PathError, RangeRequest};
+use crate::keys;
+use crate::repo::{self, Repo};
+
+/// The largest request body accepted (larger: 413).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The CUP proof header.
+pub const CUP_PROOF_HEADER: &str = "x-cup-server-proof";
+
+/// The `server` member of every response.
+pub const SERVER_NAME: &str = "upkeep";
+
+/// Characters escaped in a URL path component.
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Options of [`serve_blocking`].
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// The public base URL for codebases (else `repo.toml`'s, else the
+    /// request's Host header).
+    pub public_url: Option<String>,
+    /// Where `cup.pem` is (else the repository's key directory).
+    pub keys_dir: Option<PathBuf>,
+}
+
+/// Everything a request handler needs.
+pub struct ServerState {
+    metadata_dir: PathBuf,
+    targets_dir: PathBuf,
+    public_url: Option<String>,
+    cup: CupServer,
+    store: Arc<dyn EventStore>,
+    cache: Mutex<Option<(Vec<u8>, Arc<Catalog>)>>,
+}
+
+impl std::fmt::Debug for ServerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState")
+            .field("metadata_dir", &self.metadata_dir)
+            .field("targets_dir", &self.targets_dir)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerState {
+    /// The state for serving `repo`: its CUP key, its event store.
+    pub fn new(repo: &Repo, options: &ServeOptions) -> Result<ServerState, ServerError> {
+        let public_url = options
+            .public_url
+            .clone()
+            .or_else(|| repo.settings().public_url.clone());
+        if let Some(url) = &public_url {
+            repo::check_public_url(url)?;
+        }
+        let keys_dir = repo.keys_dir(options.keys_dir.as_deref());
+        let cup = keys::load_cup_key(&keys_dir, repo.settings().cup_key_id)?;
+        let store = SqliteEventStore::open(&repo.events_path())?;
+        // Fail early on unreadable metadata.
+        repo.current()?;
+        Ok(ServerState {
+            metadata_dir: repo.metadata_dir(),
+            targets_dir: repo.targets_dir(),
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
+            cup,
+            store: Arc::new(store),
+            cache: Mutex::new(None),
+        })
+    }
+
+    /// The releases of the current signed metadata, re-read whenever
+    /// `timestamp.json` changes.
+    pub fn catalog(&self) -> Result<Arc<Catalog>, ServerError> {
+        let path = self.metadata_dir.join("timestamp.json");
+        let stamp = std::fs::read(&path).map_err(|e| ServerError::io(&path, e))?;
+        if let Ok(cache) = self.cache.lock()
+            && let Some((bytes, catalog)) = cache.as_ref()
+            && *bytes == stamp
+        {
+            return Ok(catalog.clone());
+        }
+        let current = repo::load_current(&self.metadata_dir)?;
+        if current.targets.expires.0 < OffsetDateTime::now_utc() {
+            tracing::warn!("the targets metadata has expired; clients will refuse it");
+        }
+        let catalog = Arc::new(Catalog::from_targets(&current.targets));
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = Some((stamp, catalog.clone()));
+        }
+        Ok(catalog)
+    }
+
+    fn handle_update(
+        &self,
+        query: Option<&str>,
+        host: Option<&str>,
+        body: &[u8],
+        json_endpoint: bool,
+    ) -> Result<(Protocol, String, Option<String>), HttpError> {
+        let cup = match query {
+            Some(q) if q.split('&').any(|p| p.starts_with("cup2key=")) => Some(
+                RequestParams::from_query(q)
+                    .map_err(|e| HttpError::bad_request(format!("CUP parameters: {e}")))?,
+            ),
+            _ => None,
+        };
+        // Refuse what cannot be signed before anything is stored.
+        if let Some(params) = &cup {
+            if params.cup2key().key_id() != self.cup.key_id() {
+                return Err(HttpError::bad_request(format!(
+                    "CUP: key id {} is not this server's ({})",
+                    params.cup2key().key_id(),
+                    self.cup.key_id()
+                )));
+            }
+            if params
+                .cup2hreq()
+                .is_some_and(|claimed| *claimed != upkeep_core::cup::sha256(body))
+            {
+                return Err(HttpError::bad_request(
+                    "CUP: cup2hreq is not the SHA-256 of the request body".into(),
+                ));
+            }
+        }
+        let request = parse_request_with_limit(body, None, MAX_BODY_BYTES)
+            .map_err(|e| HttpError::bad_request(format!("malformed Omaha request: {e}")))?;
+        if json_endpoint && request.protocol == Protocol::Xml30 {
+            return Err(HttpError::bad_request(
+                "this endpoint takes protocol 3.1 or 4.0 JSON; send 3.0 XML to /service/update2"
+                    .into(),
+            ));
+        }
+        let base = match &self.public_url {
+            Some(u) => u.clone(),
+            None => {
+                let host = host.ok_or_else(|| {
+                    HttpError::bad_request("no Host header and no public URL configured".into())
+                })?;
+                if !valid_host(host) {
+                    return Err(HttpError::bad_request(format!(
+                        "invalid Host header {host:?}"
+                    )));
+                }
+                format!("http://{host}")
+            }
+        };
+        let catalog = self.catalog().map_err(|e| {
+            tracing::error!(error = %e, "repository metadata unreadable");
+            HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("repository metadata: {e}"),
+            )
+        })?;
+        let now = OffsetDateTime::now_utc();
+        let records = records_of(&request, &format_time(now));
+        self.store.record(&records).map_err(|e| {
+            tracing::error!(error = %e, "events not stored");
+            HttpError::new(StatusCode::SERVICE_UNAVAILABLE, format!("{e}"))
+        })?;
+        let response = answer(&catalog, &request, &base, now);
+        let text = response.to_body(request.protocol);
+        let proof = match cup {
+            Some(params) => Some(
+                self.cup
+                    .sign_response(&params, body, text.as_bytes())
+                    .map_err(|e| match e {
+                        CupError::Signing(_) => {
+                            HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("CUP: {e}"))
+                        }
+                        e => HttpError::bad_request(format!("CUP: {e}")),
+                    })?,
+            ),
+            None => None,
+        };
+        Ok((request.protocol, text, proof))
+    }
+}
+
+/// Whether a Host header value is a plain `host[:port]` (so it can go into
+/// URLs unescaped).
+fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 255
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
+}
+
+/// Joins installer arguments into one command-line string: arguments with
+/// no space, tab, `"` or `\` and not empty are written as they are; others
+/// in double quotes, with `"` and `\` preceded by a backslash.
+pub fn join_args(args: &[String]) -> String {
+    args.iter()
+        .map(|a| {
+            if !a.is_empty() && !a.contains([' ', '\t', '"', '\\']) {
+                a.clone()
+            } else {
+                let mut q = String::from("\"");
+                for c in a.chars() {
+                    if c == '"' || c == '\\' {
+                        q.push('\\');
+                    }
+                    q.push(c);
+                }
+                q.push('"');
+                q
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The codebase URL of a release: `<base>/targets/apps/<app>/<version>/`.
+pub fn codebase(base: &str, release: &Release) -> String {
+    let dir: Vec<String> = release
+        .dir()
+        .split('/')
+        .map(|c| utf8_percent_encode(c, COMPONENT).to_string())
+        .collect();
+    format!("{}/targets/{}/", base.trim_end_matches('/'), dir.join("/"))
+}
+
+fn daystart(now: OffsetDateTime) -> Daystart {
+    let epoch = time::Date::from_calendar_date(2007, time::Month::January, 1)
+        .map(|d| d.midnight().assume_utc());
+    let days = epoch.map(|e| (now - e).whole_days()).ok();
+    let (h, m, s) = now.to_hms();
+    Daystart {
+        elapsed_days: days,
+        elapsed_seconds: Some(i64::from(h) * 3600 + i64::from(m) * 60 + i64::from(s)),
+    }
+}
+
+fn update_check(release: &Release, base: &str) -> UpdateCheck {
+    let url = codebase(base, release);
+    let arguments =
+        (!release.installer_args.is_empty()).then(|| join_args(&release.installer_args));
+    let run = release.files.first().map(|f| f.name.clone());
+    let mut uc = UpdateCheck::with_status(UpdateCheckStatus::Ok);
+    uc.next_version = Some(release.version.clone());
+    uc.urls = vec![url.clone()];
+    uc.manifest = Some(Manifest {
+        version: release.version.clone(),
+        prodversionmin: None,
+        run: run.clone(),
+        arguments: arguments.clone(),
+        packages: release
+            .files
+            .iter()
+            .map(|f| Package {
+                name: f.name.clone(),
+                fingerprint: Some(f.sha256.clone()),
+                hash_sha256: Some(f.sha256.clone()),
+                size: f.length,
+                ..Package::default()
+            })
+            .collect(),
+        actions: Vec::new(),
+    });
+    let mut operations: Vec<Operation> = release
+        .files
+        .iter()
+        .map(|f| Operation {
+            kind: OperationType::Download,
+            urls: vec![format!("{url}{}", utf8_percent_encode(&f.name, COMPONENT))],
+            sha256_out: Some(f.sha256.clone()),
+            sha256_in: None,
+            sha256_previous: None,
+            path: None,
+            arguments: None,
+            size: f.length,
+        })
+        .collect();
+    operations.push(Operation {
+        kind: OperationType::Run,
+        urls: Vec::new(),
+        sha256_out: None,
+        sha256_in: None,
+        sha256_previous: None,
+        path: run,
+        arguments,
+        size: 0,
+    });
+    uc.pipelines = vec![Pipeline {
+        pipeline_id: Some("full".into()),
+        operations,
+    }];
+    uc
+}
+
+/// The response to `request`, decided from `catalog` alone. `base` is the
+/// public base URL of the server (no trailing slash).
+pub fn answer(catalog: &Catalog, request: &Request, base: &str, now: OffsetDateTime) -> Response {
+    let mut response = Response::new(request.protocol);
+    response.server = Some(SERVER_NAME.into());
+    response.daystart = daystart(now);
+    for asked in &request.apps {
+        let decision = catalog.decide(asked);
+        let mut app = App::new(asked.appid.clone(), AppStatus::Ok);
+        app.cohort = asked.cohort.clone();
+        if asked.ping.is_some() {
+            app.ping_status = Some("ok".into());
+        }
+        app.event_statuses = asked.events.iter().map(|_| "ok".to_owned()).collect();
+        // An app that only pings still gets `noupdate`: clients (upkeep's
+        // own parser among them) drop an `ok` app without an update check.
+        match decision {
+            Decision::UnknownApplication => app.status = AppStatus::UnknownApplication,
+            _ if asked.updatecheck.is_none() => {
+                app.updatecheck = Some(UpdateCheck::with_status(UpdateCheckStatus::NoUpdate));
+            }
+            Decision::NoUpdate => {
+                app.updatecheck = Some(UpdateCheck::with_status(UpdateCheckStatus::NoUpdate));
+            }
+            Decision::Update(release) => app.updatecheck = Some(update_check(release, base)),
+        }
+        response.apps.push(app);
+    }
+    response
+}
+
+/// An error answer: a status and a one-line message.
+#[derive(Debug)]
+struct HttpError {
+    status: StatusCode,
+    message: String,
+}
+
+impl HttpError {
+    fn new(status: StatusCode, message: String) -> Self {
+        HttpError { status, message }
+    }
+
+    fn bad_request(message: String) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> HttpResponse {
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", self.message),
+        )
+            .into_response()
+    }
+}
+
+async fn update(
+    state: Arc<ServerState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    json_endpoint: bool,
+) -> HttpResponse {
+    let query = uri.query().map(str::to_owned);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned);
+    let result = tokio::task::spawn_blocking(move || {
+        state.handle_update(query.as_deref(), host.as_deref(), &body, json_endpoint)
+    })
+    .await;
+    match result {
+        Ok(Ok((protocol, text, proof))) => {
+            let mut response = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, protocol.content_type())],
+                text,
+            )
+                .into_response();
+            if let Some(proof) = proof
+                && let (Ok(p), Ok(etag)) = (
+                    HeaderValue::from_str(&proof),
+                    HeaderValue::from_str(&format!("W/\"{proof}\"")),
+                )
+            {
+                response.headers_mut().insert(CUP_PROOF_HEADER, p);
+                response.headers_mut().insert(header::ETAG, etag);
+            }
+            response
+        }
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "request handler failed");
+            HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into())
+                .into_response()
+        }
+    }
+}
+
+async fn static_file(root: PathBuf, raw: String, headers: HeaderMap) -> HttpResponse {
+    let resolved = tokio::task::spawn_blocking(move || files::resolve(&root, &raw)).await;
+    let path = match resolved {
+        Ok(Ok(p)) => p,
+        Ok(Err(e @ PathError::Invalid(_))) => {
+            return HttpError::bad_request(e.to_string()).into_response();
+        }
+        Ok(Err(e @ PathError::Escapes)) => {
+            return HttpError::new(StatusCode::FORBIDDEN, e.to_string()).into_response();
+        }
+        Ok(Err(_)) | Err(_) => {
+            return HttpError::new(StatusCode::NOT_FOUND, "not found".into()).into_response();
+        }
+    };
+    match send_file(&path, &headers).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "file not sent");
+            HttpError::new(StatusCode::NOT_FOUND, "not found".into()).into_response()
+        }
+    }
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+async fn send_file(path: &Path, headers: &HeaderMap) -> std::io::Result<HttpResponse> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    let range = files::parse_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        len,
+    );
+    let mut builder = HttpResponse::builder()
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_TYPE, content_type(path));
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if name == "timestamp.json" || name == "root.json" {
+        builder = builder.header(header::CACHE_CONTROL, "no-cache");
+    }
+    let (status, start, count) = match range {
+        RangeRequest::Full => (StatusCode::OK, 0, len),
+        RangeRequest::Partial { start, end } => {
+            builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
+            (StatusCode::PARTIAL_CONTENT, start, end - start + 1)
+        }
+        RangeRequest::Unsatisfiable => {
+            return Ok(builder
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{len}"))
+                .header(header::CONTENT_LENGTH, 0)
+                .body(Body::empty())
+                .unwrap_or_default());
+        }
+    };
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start)).await?;
+    }
+    let stream = tokio_util::io::ReaderStream::new(file.take(count));
+    Ok(builder
+        .status(status)
+        .header(header::CONTENT_LENGTH, count)
+        .body(Body::from_stream(stream))
+        .unwrap_or_default())
+}
+
+/// The routes of the server.
+pub fn router(state: Arc<ServerState>) -> Router {
+    let json_state = state.clone();
+    let xml_state = state.clone();
+    let tuf_root = state.metadata_dir.clone();
+    let targets_root = state.targets_dir.clone();
+    Router::new()
+        .route(
+            "/service/update2/json",
+            post(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+                update(json_state.clone(), uri, headers, body, true)
+            }),
+        )
+        .route(
+            "/service/update2",
+            post(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+                update(xml_state.clone(), uri, headers, body, false)
+            }),
+        )
+        .route(
+            "/tuf/{*path}",
+            get(move |uri: Uri, headers: HeaderMap| {
+                let raw = uri
+                    .path()
+                    .strip_prefix("/tuf/")
+                    .unwrap_or_default()
+                    .to_owned();
+                static_file(tuf_root.clone(), raw, headers)
+            }),
+        )
+        .route(
+            "/targets/{*path}",
+            get(move |uri: Uri, headers: HeaderMap| {
+                let raw = uri
+                    .path()
+                    .strip_prefix("/targets/")
+                    .unwrap_or_default()
+                    .to_owned();
+                static_file(targets_root.clone(), raw, headers)
+            }),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// Serves `repo` until SIGINT or SIGTERM. `on_bound` is called with the
+/// bound address once the socket listens.
+pub fn serve_blocking(
+    repo: &Repo,
+    options: &ServeOptions,
+    on_bound: impl FnOnce(SocketAddr),
+) -> Result<(), ServerError> {
+    let state = Arc::new(ServerState::new(repo, options)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ServerError::io("tokio runtime", e))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| ServerError::io(options.listen.to_string(), e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServerError::io(options.listen.to_string(), e))?;
+        on_bound(addr);
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .map_err(|e| ServerError::io(addr.to_string(), e))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::ReleaseFile;
+    use upkeep_core::omaha::{parse_request, parse_response};
+    use upkeep_core::version::Version;
+
+    fn catalog() -> Catalog {
+        let version: Version = "2.0".parse().unwrap();
+        Catalog::from_releases(vec![Release {
+            app: "{ABC}".into(),
+            channel: String::new(),
+            installer_args: vec!["--quiet".into(), "a b".into()],
+            files: vec![ReleaseFile {
+                name: "setup.bin".into(),
+                target_path: "apps/{abc}/2.0/setup.bin".into(),
+                length: 42,
+                sha256: "ab".repeat(32),
+            }],
+            version,
+        }])
+    }
+
+    fn request(protocol: &str) -> Request {
+        let apps = r#"[{"appid":"{abc}","version":"1.0","cohort":"1:a","updatecheck":{},"ping":{"r":1}},
+                      {"appid":"{ABC}","version":"2.0","updatecheck":{}},
+                      {"appid":"nobody","version":"1.0","updatecheck":{}},
+                      {"appid":"{ABC}","version":"1.0","ping":{"r":1}}]"#;
+        let key = if protocol == "4.0" { "apps" } else { "app" };
+        let body = format!(
+            r#"{{"request":{{"protocol":"{protocol}","sessionid":"{{s}}","requestid":"{{r}}","{key}":{apps}}}}}"#
+        );
+        parse_request(body.as_bytes(), None).unwrap()
+    }
+
+    #[test]
+    fn many_apps_in_one_answer_3_1() {
+        let now = OffsetDateTime::now_utc();
+        let r = answer(&catalog(), &request("3.1"), "http://h:1", now);
+        let parsed =
+            parse_response(r.to_body(Protocol::Json31).as_bytes(), Protocol::Json31).unwrap();
+        assert!(parsed.app_errors.is_empty(), "{:?}", parsed.app_errors);
+        assert_eq!(parsed.apps.len(), 4);
+        let first = &parsed.apps[0];
+        assert_eq!(first.appid.as_str(), "{abc}");
+        assert_eq!(first.result_status(), "ok");
+        assert_eq!(first.cohort.cohort.as_deref(), Some("1:a"));
+        let uc = first.updatecheck.as_ref().unwrap();
+        assert_eq!(uc.urls, ["http://h:1/targets/apps/%7Babc%7D/2.0/"]);
+        let m = uc.manifest.as_ref().unwrap();
+        assert_eq!(m.version.to_string(), "2.0");
+        assert_eq!(m.arguments.as_deref(), Some("--quiet \"a b\""));
+        assert_eq!(m.packages[0].size, 42);
+        assert_eq!(
+            m.packages[0].hash_sha256.as_deref(),
+            Some("ab".repeat(32).as_str())
+        );
+        assert_eq!(parsed.apps[1].result_status(), "noupdate");
+        assert_eq!(parsed.apps[2].result_status(), "error-unknownApplication");
+        // A ping without an update check is answered `noupdate`, even
+        // though a newer release exists.
+        assert_eq!(parsed.apps[3].result_status(), "noupdate");
+        assert!(parsed.daystart.elapsed_days.unwrap() > 6000);
+    }
+
+    #[test]
+    fn the_4_0_answer_has_a_download_and_run_pipeline() {
+        let now = OffsetDateTime::now_utc();
+        let r = answer(&catalog(), &request("4.0"), "http://h:1/", now);
+        let parsed =
+            parse_response(r.to_body(Protocol::Json40).as_bytes(), Protocol::Json40).unwrap();
+        assert!(parsed.app_errors.is_empty(), "{:?}", parsed.app_errors);
+        let uc = parsed.apps[0].updatecheck.as_ref().unwrap();
+        assert_eq!(uc.next_version.as_ref().unwrap().to_string(), "2.0");
+        let ops = &uc.pipelines[0].operations;
+        assert_eq!(ops[0].kind, OperationType::Download);
+        assert_eq!(
+            ops[0].urls,
+            ["http://h:1/targets/apps/%7Babc%7D/2.0/setup.bin"]
+        );
+        assert_eq!(ops[0].size, 42);
+        assert_eq!(ops[1].kind, OperationType::Run);
+        assert_eq!(ops[1].path.as_deref(), Some("setup.bin"));
+        assert_eq!(ops[1].arguments.as_deref(), Some("--quiet \"a b\""));
+        assert_eq!(parsed.apps[2].result_status(), "error-unknownApplication");
+    }
+
+    #[test]
+    fn arguments_are_quoted_when_needed() {
+        let args: Vec<String> = ["--a", "", "x y", "q\"uote", "back\\slash"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(join_args(&args), r#"--a "" "x y" "q\"uote" "back\\slash""#);
+    }
+
+    #[test]
+    fn host_headers_are_checked() {
+        assert!(valid_host("127.0.0.1:8080"));
+        assert!(valid_host("[::1]:80"));
+        assert!(valid_host("updates.example.com"));
+        assert!(!valid_host("evil.com/path"));
+        assert!(!valid_host("a b"));
+        assert!(!valid_host(""));
+    }
+}

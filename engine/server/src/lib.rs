@@ -1,0 +1,28 @@
+//! upkeep's update repositories: publishing and the reference server.
+//!
+//! * [`repo`] creates and edits a repository directory: keys, TUF metadata
+//!   (consistent snapshots, python-tuf's JSON format), target files and the
+//!   trust bundle a client pins (`client/`).
+//! * [`decision`] reads releases from the signed targets metadata and
+//!   answers an Omaha update check from the request alone.
+//! * [`events`] stores the pings and events clients send ([`EventStore`],
+//!   SQLite by default).
+//! * [`http`] is the reference Omaha server: update checks in 3.0 XML,
+//!   3.1 and 4.0 JSON with CUP signatures, and the repository's files with
+//!   single-range support ([`files`]).
+//!
+//! The server keeps no state but the event store: several instances can
+//! serve one repository directory.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod decision;
+pub mod error;
+pub mod events;
+pub mod files;
+pub mod http;
+pub mod keys;
+pub mod repo;
+
+pub use error::ServerError;
+pub use events::{EventRecord, EventStore, SqliteEventStore};

@@ -1,0 +1,1004 @@
+//! A repository directory: settings, keys, TUF metadata, target files and
+//! the trust bundle for clients.
+//!
+//! ```text
+//! DIR/repo.toml           settings (CUP key id, expiry, public URL, key directory)
+//! DIR/metadata/           TUF metadata, consistent snapshots:
+//!     1.root.json ...     every root version, and root.json (the newest)
+//!     N.targets.json      every targets version
+//!     N.snapshot.json     every snapshot version
+//!     timestamp.json      the newest timestamp (written last: the commit point)
+//! DIR/targets/apps/<app>/<version>/<sha256>.<file>   the payload
+//! DIR/targets/apps/<app>/<version>/<file>            a hard link to it
+//! DIR/keys/               keys (unless `--keys` put them elsewhere)
+//! DIR/client/             root.json, cup.pub.pem, config.toml for clients
+//! DIR/events.sqlite       the event store
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+use upkeep_core::durable::write_atomic;
+use upkeep_core::tuf::metadata::{
+    Envelope, Expiry, MetaFile, Role, RoleKeys, Root, SPEC_VERSION, Snapshot, TargetFile, Targets,
+    Timestamp, sign_metadata,
+};
+use upkeep_core::tuf::{Ed25519Signer, Signer};
+use upkeep_core::version::Version;
+
+use crate::decision::{Catalog, release_dir};
+use crate::error::ServerError;
+use crate::keys;
+
+/// The settings file.
+pub const SETTINGS_FILE: &str = "repo.toml";
+/// The metadata directory, served at `/tuf/`.
+pub const METADATA_DIR: &str = "metadata";
+/// The target directory, served at `/targets/`.
+pub const TARGETS_DIR: &str = "targets";
+/// The default key directory.
+pub const KEYS_DIR: &str = "keys";
+/// The client trust bundle directory.
+pub const CLIENT_DIR: &str = "client";
+/// The event store file.
+pub const EVENTS_FILE: &str = "events.sqlite";
+/// The server URL written to `client/config.toml` without `--public-url`.
+pub const DEFAULT_SERVER_URL: &str = "http://127.0.0.1:8080";
+
+/// Metadata lifetimes, in days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExpiryDays {
+    /// Root metadata.
+    pub root: u32,
+    /// Targets metadata (re-signed by `repo add`).
+    pub targets: u32,
+    /// Snapshot metadata (re-signed by `repo add` and `repo refresh`).
+    pub snapshot: u32,
+    /// Timestamp metadata (re-signed by `repo add` and `repo refresh`).
+    pub timestamp: u32,
+}
+
+impl Default for ExpiryDays {
+    fn default() -> Self {
+        ExpiryDays {
+            root: 365,
+            targets: 90,
+            snapshot: 30,
+            timestamp: 7,
+        }
+    }
+}
+
+/// The contents of `repo.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The CUP key id clients pin.
+    pub cup_key_id: u32,
+    /// The public base URL of the server, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// The key directory, when not `DIR/keys`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_dir: Option<PathBuf>,
+    /// Metadata lifetimes.
+    #[serde(default)]
+    pub expiry_days: ExpiryDays,
+}
+
+/// Options of [`Repo::init`].
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Where the keys go (default `DIR/keys`).
+    pub keys_dir: Option<PathBuf>,
+    /// Number of root keys.
+    pub root_keys: usize,
+    /// Root threshold.
+    pub root_threshold: u64,
+    /// Public base URL of the server.
+    pub public_url: Option<String>,
+    /// CUP key id.
+    pub cup_key_id: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            keys_dir: None,
+            root_keys: 1,
+            root_threshold: 1,
+            public_url: None,
+            cup_key_id: 1,
+        }
+    }
+}
+
+/// A release to publish with [`Repo::add`].
+#[derive(Debug, Clone)]
+pub struct NewRelease {
+    /// App id.
+    pub app: String,
+    /// Version.
+    pub version: String,
+    /// Channel (empty: the default channel).
+    pub channel: String,
+    /// Installer arguments.
+    pub installer_args: Vec<String>,
+    /// Payload files.
+    pub payloads: Vec<PathBuf>,
+}
+
+/// The metadata versions a publication produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The targets version now listed.
+    pub targets: u64,
+    /// The new snapshot version.
+    pub snapshot: u64,
+    /// The new timestamp version.
+    pub timestamp: u64,
+}
+
+/// The current (newest) metadata of a repository.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// The newest root.
+    pub root: Root,
+    /// The timestamp.
+    pub timestamp: Timestamp,
+    /// The snapshot the timestamp names.
+    pub snapshot: Snapshot,
+    /// The targets the snapshot names, signature-checked against the root.
+    pub targets: Targets,
+}
+
+/// An opened repository directory.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    dir: PathBuf,
+    settings: Settings,
+}
+
+fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "{}-_.".contains(c)
+}
+
+fn is_file_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-_.+~".contains(c)
+}
+
+/// Checks an app id: 1 to 128 characters from `A-Z a-z 0-9 { } - _ .`,
+/// not starting with a dot.
+pub fn check_app_id(app: &str) -> Result<(), ServerError> {
+    if app.is_empty() || app.len() > 128 || app.starts_with('.') || !app.chars().all(is_id_char) {
+        return Err(ServerError::Invalid(format!(
+            "invalid app id {app:?}: use 1 to 128 characters from A-Z a-z 0-9 {{ }} - _ . \
+             (not starting with a dot)"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a payload file name: 1 to 200 characters from
+/// `A-Z a-z 0-9 - _ . + ~`, not starting with a dot.
+pub fn check_file_name(name: &str) -> Result<(), ServerError> {
+    if name.is_empty()
+        || name.len() > 200
+        || name.starts_with('.')
+        || !name.chars().all(is_file_name_char)
+    {
+        return Err(ServerError::Invalid(format!(
+            "invalid payload file name {name:?}: use 1 to 200 characters from \
+             A-Z a-z 0-9 - _ . + ~ (not starting with a dot)"
+        )));
+    }
+    Ok(())
+}
+
+fn expiry_in(days: u32) -> Expiry {
+    let now = OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or(OffsetDateTime::now_utc());
+    Expiry(now + Duration::days(i64::from(days)))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ServerError> {
+    fs::read(path).map_err(|e| ServerError::io(path, e))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
+    write_atomic(path, bytes).map_err(|e| ServerError::io(path, e))
+}
+
+fn create_dir(path: &Path) -> Result<(), ServerError> {
+    fs::create_dir_all(path).map_err(|e| ServerError::io(path, e))
+}
+
+/// The `client/config.toml` of a repository.
+pub fn client_config(server: &str, cup_key_id: u32) -> String {
+    let server = toml::Value::String(server.to_owned());
+    format!(
+        "# What a machine needs to trust this repository. Relative paths are\n\
+         # relative to this file.\n\
+         server = {server}\n\
+         protocol = \"3.1\"\n\
+         tuf_root = \"root.json\"\n\
+         cup_key_id = {cup_key_id}\n\
+         cup_public_key = \"cup.pub.pem\"\n"
+    )
+}
+
+impl Repo {
+    /// Creates a repository in `dir` (which must not exist or be empty):
+    /// keys, version 1 of every role, the client bundle and `repo.toml`.
+    pub fn init(dir: &Path, options: &InitOptions) -> Result<Repo, ServerError> {
+        if options.root_keys == 0 || options.root_keys > 64 {
+            return Err(ServerError::Invalid(
+                "--root-keys must be between 1 and 64".into(),
+            ));
+        }
+        if options.root_threshold == 0 || options.root_threshold > options.root_keys as u64 {
+            return Err(ServerError::Invalid(format!(
+                "--root-threshold must be between 1 and the number of root keys ({})",
+                options.root_keys
+            )));
+        }
+        if let Some(url) = &options.public_url {
+            check_public_url(url)?;
+        }
+        if dir.exists() {
+            let mut entries = fs::read_dir(dir).map_err(|e| ServerError::io(dir, e))?;
+            if entries.next().is_some() {
+                return Err(ServerError::Invalid(format!(
+                    "{} exists and is not empty",
+                    dir.display()
+                )));
+            }
+        }
+        let keys_dir = options
+            .keys_dir
+            .clone()
+            .unwrap_or_else(|| dir.join(KEYS_DIR));
+        for sub in [METADATA_DIR, TARGETS_DIR, CLIENT_DIR] {
+            create_dir(&dir.join(sub))?;
+        }
+        create_dir(&keys_dir)?;
+        for i in 1..=options.root_keys {
+            let p = keys_dir.join(keys::role_key_file("root", i));
+            if p.exists() {
+                return Err(ServerError::key(
+                    &p,
+                    "already exists; use an empty key directory",
+                ));
+            }
+        }
+
+        let mut root_signers = Vec::new();
+        for i in 1..=options.root_keys {
+            root_signers.push(keys::generate_ed25519(
+                &keys_dir.join(keys::role_key_file("root", i)),
+            )?);
+        }
+        let mut role_signers = BTreeMap::new();
+        for role in ["targets", "snapshot", "timestamp"] {
+            let signer = keys::generate_ed25519(&keys_dir.join(keys::role_key_file(role, 0)))?;
+            role_signers.insert(role, signer);
+        }
+        let cup_public = keys::generate_cup_key(&keys_dir)?;
+
+        let settings = Settings {
+            cup_key_id: options.cup_key_id,
+            public_url: options.public_url.clone(),
+            keys_dir: options
+                .keys_dir
+                .as_ref()
+                .map(|k| std::path::absolute(k).unwrap_or_else(|_| k.clone())),
+            expiry_days: ExpiryDays::default(),
+        };
+
+        let mut root = Root {
+            type_: "root".into(),
+            spec_version: SPEC_VERSION.into(),
+            version: 1,
+            expires: expiry_in(settings.expiry_days.root),
+            consistent_snapshot: true,
+            keys: BTreeMap::new(),
+            roles: BTreeMap::new(),
+            unrecognized: BTreeMap::new(),
+        };
+        for s in &root_signers {
+            root.keys.insert(s.key_id(), s.public_key().clone());
+        }
+        root.roles.insert(
+            "root".into(),
+            RoleKeys::new(
+                root_signers.iter().map(Ed25519Signer::key_id).collect(),
+                options.root_threshold,
+            ),
+        );
+        for (role, s) in &role_signers {
+            root.keys.insert(s.key_id(), s.public_key().clone());
+            root.roles
+                .insert((*role).into(), RoleKeys::new(vec![s.key_id()], 1));
+        }
+        let dyns: Vec<&dyn Signer> = root_signers.iter().map(|s| s as &dyn Signer).collect();
+        let root_bytes = sign_metadata(&root, &dyns)?;
+        let md = dir.join(METADATA_DIR);
+        write(&md.join("1.root.json"), &root_bytes)?;
+        write(&md.join("root.json"), &root_bytes)?;
+
+        let mut targets = upkeep_core::tuf::repository::Repository::empty_targets(
+            expiry_in(settings.expiry_days.targets).0,
+        );
+        targets.version = 1;
+        let targets_bytes = sign_metadata(&targets, &[&role_signers["targets"] as &dyn Signer])?;
+        write(&md.join("1.targets.json"), &targets_bytes)?;
+        let snapshot = Snapshot {
+            type_: "snapshot".into(),
+            spec_version: SPEC_VERSION.into(),
+            version: 1,
+            expires: expiry_in(settings.expiry_days.snapshot),
+            meta: BTreeMap::from([(
+                "targets.json".to_owned(),
+                MetaFile::with_hashes(1, &targets_bytes),
+            )]),
+            unrecognized: BTreeMap::new(),
+        };
+        let snapshot_bytes = sign_metadata(&snapshot, &[&role_signers["snapshot"] as &dyn Signer])?;
+        write(&md.join("1.snapshot.json"), &snapshot_bytes)?;
+        let timestamp = Timestamp {
+            type_: "timestamp".into(),
+            spec_version: SPEC_VERSION.into(),
+            version: 1,
+            expires: expiry_in(settings.expiry_days.timestamp),
+            meta: BTreeMap::from([(
+                "snapshot.json".to_owned(),
+                MetaFile::with_hashes(1, &snapshot_bytes),
+            )]),
+            unrecognized: BTreeMap::new(),
+        };
+        let timestamp_bytes =
+            sign_metadata(&timestamp, &[&role_signers["timestamp"] as &dyn Signer])?;
+        write(&md.join("timestamp.json"), &timestamp_bytes)?;
+
+        let client = dir.join(CLIENT_DIR);
+        write(&client.join("root.json"), &root_bytes)?;
+        write(
+            &client.join(keys::CUP_PUBLIC_KEY_FILE),
+            cup_public.as_bytes(),
+        )?;
+        let server = options
+            .public_url
+            .as_deref()
+            .unwrap_or(DEFAULT_SERVER_URL)
+            .trim_end_matches('/');
+        write(
+            &client.join("config.toml"),
+            client_config(server, options.cup_key_id).as_bytes(),
+        )?;
+
+        let text = toml::to_string_pretty(&settings).map_err(|e| ServerError::Settings {
+            path: dir.join(SETTINGS_FILE),
+            reason: e.to_string(),
+        })?;
+        let text = format!("# upkeep repository settings (see docs/repository.md).\n{text}");
+        write(&dir.join(SETTINGS_FILE), text.as_bytes())?;
+        Ok(Repo {
+            dir: dir.to_path_buf(),
+            settings,
+        })
+    }
+
+    /// Opens the repository in `dir`.
+    pub fn open(dir: &Path) -> Result<Repo, ServerError> {
+        let path = dir.join(SETTINGS_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ServerError::Settings {
+                    path,
+                    reason: "not found: is this a repository? (create one with `upkeep repo init`)"
+                        .into(),
+                });
+            }
+            Err(e) => return Err(ServerError::io(path, e)),
+        };
+        let settings: Settings = toml::from_str(&text).map_err(|e| ServerError::Settings {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(url) = &settings.public_url {
+            check_public_url(url)?;
+        }
+        Ok(Repo {
+            dir: dir.to_path_buf(),
+            settings,
+        })
+    }
+
+    /// The repository directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// `DIR/metadata`.
+    pub fn metadata_dir(&self) -> PathBuf {
+        self.dir.join(METADATA_DIR)
+    }
+
+    /// `DIR/targets`.
+    pub fn targets_dir(&self) -> PathBuf {
+        self.dir.join(TARGETS_DIR)
+    }
+
+    /// `DIR/events.sqlite`.
+    pub fn events_path(&self) -> PathBuf {
+        self.dir.join(EVENTS_FILE)
+    }
+
+    /// The key directory: `override_dir`, else the one `repo.toml` names,
+    /// else `DIR/keys`.
+    pub fn keys_dir(&self, override_dir: Option<&Path>) -> PathBuf {
+        override_dir
+            .map(Path::to_path_buf)
+            .or_else(|| self.settings.keys_dir.clone())
+            .unwrap_or_else(|| self.dir.join(KEYS_DIR))
+    }
+
+    /// Reads the newest metadata and checks the targets signatures against
+    /// the newest root.
+    pub fn current(&self) -> Result<Current, ServerError> {
+        load_current(&self.metadata_dir())
+    }
+
+    /// The releases the current signed targets metadata lists.
+    pub fn catalog(&self) -> Result<Catalog, ServerError> {
+        Ok(Catalog::from_targets(&self.current()?.targets))
+    }
+
+    fn signer(
+        &self,
+        keys_dir: &Path,
+        root: &Root,
+        role: &str,
+    ) -> Result<Ed25519Signer, ServerError> {
+        let path = keys_dir.join(keys::role_key_file(role, 0));
+        let signer = keys::load_ed25519(&path)?;
+        let allowed = root
+            .role(role)
+            .is_some_and(|r| r.keyids.contains(&signer.key_id()));
+        if !allowed {
+            return Err(ServerError::key(
+                &path,
+                format!("not a {role} key of this repository's root"),
+            ));
+        }
+        Ok(signer)
+    }
+
+    /// Publishes a release: copies the payloads into `targets/`, adds them
+    /// to the targets metadata and re-signs targets, snapshot and
+    /// timestamp. Until the new `timestamp.json` is in place the old
+    /// metadata stays current; a failure removes what was written.
+    pub fn add(
+        &self,
+        keys_dir: Option<&Path>,
+        release: &NewRelease,
+    ) -> Result<Published, ServerError> {
+        check_app_id(&release.app)?;
+        let version: Version = release.version.parse().map_err(|e| {
+            ServerError::Invalid(format!("invalid version {:?}: {e}", release.version))
+        })?;
+        if release.channel.chars().any(char::is_control) || release.channel.len() > 128 {
+            return Err(ServerError::Invalid(format!(
+                "invalid channel {:?}",
+                release.channel
+            )));
+        }
+        if release.payloads.is_empty() {
+            return Err(ServerError::Invalid("no payload file given".into()));
+        }
+        let mut names = Vec::new();
+        for p in &release.payloads {
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| ServerError::Invalid(format!("{}: no file name", p.display())))?;
+            check_file_name(name)?;
+            if names.contains(&name) {
+                return Err(ServerError::Invalid(format!(
+                    "payload {name:?} given twice"
+                )));
+            }
+            names.push(name);
+        }
+
+        let current = self.current()?;
+        let keys_dir = self.keys_dir(keys_dir);
+        let targets_signer = self.signer(&keys_dir, &current.root, "targets")?;
+        let snapshot_signer = self.signer(&keys_dir, &current.root, "snapshot")?;
+        let timestamp_signer = self.signer(&keys_dir, &current.root, "timestamp")?;
+
+        let catalog = Catalog::from_targets(&current.targets);
+        if let Some(existing) = catalog.find(&release.app, &version) {
+            return Err(ServerError::Invalid(format!(
+                "{} {} is already published (channel {:?}); publish a new version instead",
+                existing.app, existing.version, existing.channel
+            )));
+        }
+        let dir = release_dir(&release.app, &version);
+        let custom = serde_json::json!({ "upkeep": {
+            "app": release.app,
+            "version": version.to_string(),
+            "channel": release.channel,
+            "installer_args": release.installer_args,
+        }});
+
+        let target_root = self.targets_dir();
+        let release_path = target_root.join(&dir);
+        create_dir(&release_path)?;
+        let mut new_targets = current.targets.clone();
+        let mut written: Vec<PathBuf> = Vec::new();
+        let result = (|| {
+            for (payload, name) in release.payloads.iter().zip(&names) {
+                let (file, hashed, plain) = copy_payload(payload, &release_path, name)?;
+                written.push(hashed);
+                written.push(plain);
+                let mut file = file;
+                file.custom = Some(custom.clone());
+                new_targets.targets.insert(format!("{dir}/{name}"), file);
+            }
+            self.publish(
+                &current,
+                Some((new_targets, &targets_signer)),
+                &snapshot_signer,
+                &timestamp_signer,
+                &mut written,
+            )
+        })();
+        if result.is_err() {
+            for p in written.iter().rev() {
+                let _ = fs::remove_file(p);
+            }
+        }
+        result
+    }
+
+    /// Re-signs snapshot and timestamp with fresh expiry dates (needs only
+    /// the online keys `snapshot.key` and `timestamp.key`).
+    pub fn refresh(&self, keys_dir: Option<&Path>) -> Result<Published, ServerError> {
+        let current = self.current()?;
+        let keys_dir = self.keys_dir(keys_dir);
+        let snapshot_signer = self.signer(&keys_dir, &current.root, "snapshot")?;
+        let timestamp_signer = self.signer(&keys_dir, &current.root, "timestamp")?;
+        let mut written = Vec::new();
+        let result = self.publish(
+            &current,
+            None,
+            &snapshot_signer,
+            &timestamp_signer,
+            &mut written,
+        );
+        if result.is_err() {
+            for p in written.iter().rev() {
+                let _ = fs::remove_file(p);
+            }
+        }
+        result
+    }
+
+    fn publish(
+        &self,
+        current: &Current,
+        targets: Option<(Targets, &Ed25519Signer)>,
+        snapshot_signer: &Ed25519Signer,
+        timestamp_signer: &Ed25519Signer,
+        written: &mut Vec<PathBuf>,
+    ) -> Result<Published, ServerError> {
+        let md = self.metadata_dir();
+        let days = &self.settings.expiry_days;
+        let mut snapshot = current.snapshot.clone();
+        let mut targets_version = current.targets.version;
+        if let Some((mut t, signer)) = targets {
+            t.version = current.targets.version + 1;
+            t.expires = expiry_in(days.targets);
+            let bytes = sign_metadata(&t, &[signer as &dyn Signer])?;
+            let path = md.join(format!("{}.targets.json", t.version));
+            create_new(&path, &bytes)?;
+            written.push(path);
+            snapshot.meta.insert(
+                "targets.json".into(),
+                MetaFile::with_hashes(t.version, &bytes),
+            );
+            targets_version = t.version;
+        }
+        snapshot.version += 1;
+        snapshot.expires = expiry_in(days.snapshot);
+        let snapshot_bytes = sign_metadata(&snapshot, &[snapshot_signer as &dyn Signer])?;
+        let path = md.join(format!("{}.snapshot.json", snapshot.version));
+        create_new(&path, &snapshot_bytes)?;
+        written.push(path);
+        let mut timestamp = current.timestamp.clone();
+        timestamp.version += 1;
+        timestamp.expires = expiry_in(days.timestamp);
+        timestamp.meta.insert(
+            "snapshot.json".into(),
+            MetaFile::with_hashes(snapshot.version, &snapshot_bytes),
+        );
+        let timestamp_bytes = sign_metadata(&timestamp, &[timestamp_signer as &dyn Signer])?;
+        // The commit point: clients and servers see the new release from here.
+        write(&md.join("timestamp.json"), &timestamp_bytes)?;
+        written.clear();
+        Ok(Published {
+            targets: targets_version,
+            snapshot: snapshot.version,
+            timestamp: timestamp.version,
+        })
+    }
+}
+
+/// Checks that a public URL is an absolute http(s) URL without query or
+/// fragment.
+pub fn check_public_url(url: &str) -> Result<(), ServerError> {
+    let ok = (url.starts_with("http://") || url.starts_with("https://"))
+        && !url.contains(['?', '#', ' ', '"', '<', '>'])
+        && url
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
+    if !ok {
+        return Err(ServerError::Invalid(format!(
+            "invalid public URL {url:?}: give an absolute http:// or https:// URL"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes a new versioned metadata file; an existing one is never replaced.
+fn create_new(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
+    if path.exists() {
+        return Err(ServerError::Metadata(format!(
+            "{} already exists; is another publication running?",
+            path.display()
+        )));
+    }
+    write(path, bytes)
+}
+
+/// Copies `source` into `dir` as `<sha256>.<name>` (hashing while copying,
+/// fsynced, renamed into place) and links it as `<name>`. Returns the
+/// target description and both paths.
+fn copy_payload(
+    source: &Path,
+    dir: &Path,
+    name: &str,
+) -> Result<(TargetFile, PathBuf, PathBuf), ServerError> {
+    let mut input = fs::File::open(source).map_err(|e| ServerError::io(source, e))?;
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let copy = (|| -> std::io::Result<(u64, String)> {
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut len = 0u64;
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+            len += n as u64;
+        }
+        out.sync_all()?;
+        Ok((len, hex::encode(hasher.finalize())))
+    })();
+    let (length, sha256) = match copy {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(ServerError::io(source, e));
+        }
+    };
+    let hashed = dir.join(format!("{sha256}.{name}"));
+    let plain = dir.join(name);
+    let placed = fs::rename(&tmp, &hashed)
+        .and_then(|()| match fs::remove_file(&plain) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        })
+        .and_then(|()| {
+            fs::hard_link(&hashed, &plain).or_else(|_| fs::copy(&hashed, &plain).map(|_| ()))
+        })
+        .and_then(|()| upkeep_core::durable::sync_dir(dir));
+    if let Err(e) = placed {
+        let _ = fs::remove_file(&tmp);
+        return Err(ServerError::io(&hashed, e));
+    }
+    let file = TargetFile {
+        length,
+        hashes: BTreeMap::from([("sha256".to_owned(), sha256)]),
+        custom: None,
+        unrecognized: BTreeMap::new(),
+    };
+    Ok((file, hashed, plain))
+}
+
+fn parse<T: Role>(md: &Path, name: &str) -> Result<(Envelope<T>, Vec<u8>), ServerError> {
+    let bytes = read(&md.join(name))?;
+    Ok((Envelope::<T>::from_bytes(&bytes, name)?, bytes))
+}
+
+/// Reads the newest metadata in `md` (`root.json`, `timestamp.json`, the
+/// snapshot and targets versions it names), checking each against the
+/// hashes listed for it and the targets signatures against the root.
+pub fn load_current(md: &Path) -> Result<Current, ServerError> {
+    let (root, _) = parse::<Root>(md, "root.json")?;
+    let (timestamp, _) = parse::<Timestamp>(md, "timestamp.json")?;
+    let snapshot_meta = timestamp
+        .signed
+        .snapshot_meta()
+        .ok_or_else(|| ServerError::Metadata("timestamp lists no snapshot".into()))?;
+    let name = format!("{}.snapshot.json", snapshot_meta.version);
+    let (snapshot, bytes) = parse::<Snapshot>(md, &name)?;
+    snapshot_meta.verify(&name, &bytes)?;
+    let targets_meta = snapshot
+        .signed
+        .meta
+        .get("targets.json")
+        .ok_or_else(|| ServerError::Metadata(format!("{name} lists no targets.json")))?;
+    let name = format!("{}.targets.json", targets_meta.version);
+    let (targets, bytes) = parse::<Targets>(md, &name)?;
+    targets_meta.verify(&name, &bytes)?;
+    let role = root
+        .signed
+        .role("targets")
+        .ok_or_else(|| ServerError::Metadata("root has no targets role".into()))?;
+    targets.verify(&root.signed.keys, role, "targets", &name)?;
+    Ok(Current {
+        root: root.signed,
+        timestamp: timestamp.signed,
+        snapshot: snapshot.signed,
+        targets: targets.signed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upkeep_core::tuf::{FetchError, SystemClock, Transport, Updater, UpdaterConfig};
+
+    /// Serves a repository directory the way `/tuf/` and `/targets/` do.
+    struct DirTransport(PathBuf);
+
+    impl Transport for DirTransport {
+        fn fetch(&self, url: &str, max_len: u64) -> Result<Vec<u8>, FetchError> {
+            let rel = url.strip_prefix("repo://").ok_or(FetchError::NotFound)?;
+            let rel = rel.replacen("tuf/", "metadata/", 1);
+            let rel = percent_encoding::percent_decode_str(&rel)
+                .decode_utf8()
+                .map_err(|e| FetchError::Other(e.to_string()))?
+                .into_owned();
+            match fs::read(self.0.join(rel)) {
+                Ok(b) if b.len() as u64 > max_len => Err(FetchError::TooLong { max_len }),
+                Ok(b) => Ok(b),
+                Err(_) => Err(FetchError::NotFound),
+            }
+        }
+    }
+
+    fn payload(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        fs::write(&p, content).unwrap();
+        p
+    }
+
+    #[test]
+    fn init_add_and_the_tuf_client_accepts_the_result() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        let repo = Repo::init(
+            &dir,
+            &InitOptions {
+                root_keys: 3,
+                root_threshold: 2,
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        for f in [
+            "root-1.key",
+            "root-3.key",
+            "targets.key",
+            "snapshot.key",
+            "timestamp.key",
+            "cup.pem",
+        ] {
+            assert!(dir.join("keys").join(f).is_file(), "{f}");
+        }
+        let config = fs::read_to_string(dir.join("client/config.toml")).unwrap();
+        let config: toml::Table = toml::from_str(&config).unwrap();
+        assert_eq!(config["server"].as_str(), Some(DEFAULT_SERVER_URL));
+        assert_eq!(config["cup_key_id"].as_integer(), Some(1));
+
+        let p = payload(tmp.path(), "setup.bin", b"version one");
+        let published = repo
+            .add(
+                None,
+                &NewRelease {
+                    app: "{ABC-Def}".into(),
+                    version: "1.0".into(),
+                    channel: String::new(),
+                    installer_args: vec!["--quiet".into()],
+                    payloads: vec![p],
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            published,
+            Published {
+                targets: 2,
+                snapshot: 2,
+                timestamp: 2
+            }
+        );
+        let hashed = format!(
+            "targets/apps/{{abc-def}}/1.0/{}.setup.bin",
+            hex::encode(Sha256::digest(b"version one"))
+        );
+        assert_eq!(fs::read(dir.join(hashed)).unwrap(), b"version one");
+        assert_eq!(
+            fs::read(dir.join("targets/apps/{abc-def}/1.0/setup.bin")).unwrap(),
+            b"version one"
+        );
+
+        // The client, pinned to client/root.json, accepts the metadata and
+        // downloads the target under its consistent name.
+        let md = tmp.path().join("client-md");
+        upkeep_core::tuf::init_trusted_root(&md, &fs::read(dir.join("client/root.json")).unwrap())
+            .unwrap();
+        let mut updater = Updater::new(
+            &md,
+            "repo://tuf/",
+            DirTransport(dir.clone()),
+            SystemClock,
+            UpdaterConfig::default(),
+        )
+        .unwrap();
+        updater.refresh().unwrap();
+        let info = updater
+            .get_target_info("apps/{abc-def}/1.0/setup.bin")
+            .unwrap();
+        assert_eq!(info.file.length, 11);
+        assert_eq!(
+            info.file.custom.as_ref().unwrap()["upkeep"]["app"],
+            "{ABC-Def}"
+        );
+        let out = tmp.path().join("out.bin");
+        let bytes = updater
+            .download_target(&info, "repo://targets/", &out)
+            .unwrap();
+        assert_eq!(bytes, b"version one");
+
+        let catalog = repo.catalog().unwrap();
+        assert_eq!(catalog.releases().len(), 1);
+        assert_eq!(catalog.releases()[0].installer_args, ["--quiet"]);
+    }
+
+    #[test]
+    fn refused_additions_leave_the_metadata_intact() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        let repo = Repo::init(&dir, &InitOptions::default()).unwrap();
+        let p = payload(tmp.path(), "app.bin", b"one");
+        let release = NewRelease {
+            app: "app".into(),
+            version: "1".into(),
+            channel: "beta".into(),
+            installer_args: vec![],
+            payloads: vec![p.clone()],
+        };
+        repo.add(None, &release).unwrap();
+        let before = fs::read(dir.join("metadata/timestamp.json")).unwrap();
+        // The same version again, a bad id, a bad file name, a missing file.
+        assert!(repo.add(None, &release).is_err());
+        let bad_id = NewRelease {
+            app: "../x".into(),
+            ..release.clone()
+        };
+        assert!(repo.add(None, &bad_id).is_err());
+        let bad_name = NewRelease {
+            version: "2".into(),
+            payloads: vec![payload(tmp.path(), ".hidden", b"x")],
+            ..release.clone()
+        };
+        assert!(repo.add(None, &bad_name).is_err());
+        let missing = NewRelease {
+            version: "3".into(),
+            payloads: vec![tmp.path().join("nope.bin")],
+            ..release.clone()
+        };
+        assert!(repo.add(None, &missing).is_err());
+        // A failure while signing: a versioned file already in the way.
+        fs::write(dir.join("metadata/3.targets.json"), b"{}").unwrap();
+        let blocked = NewRelease {
+            version: "4".into(),
+            ..release.clone()
+        };
+        assert!(repo.add(None, &blocked).is_err());
+        assert!(!dir.join("targets/apps/app/4/app.bin").exists());
+        assert_eq!(
+            fs::read(dir.join("metadata/timestamp.json")).unwrap(),
+            before
+        );
+        assert_eq!(repo.catalog().unwrap().releases().len(), 1);
+        // Without the targets key nothing is published.
+        let other_keys = tmp.path().join("empty-keys");
+        fs::create_dir(&other_keys).unwrap();
+        let v5 = NewRelease {
+            version: "5".into(),
+            ..release
+        };
+        assert!(repo.add(Some(&other_keys), &v5).is_err());
+        assert_eq!(
+            fs::read(dir.join("metadata/timestamp.json")).unwrap(),
+            before
+        );
+    }
+
+    #[test]
+    fn refresh_resigns_snapshot_and_timestamp_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        let repo = Repo::init(&dir, &InitOptions::default()).unwrap();
+        let published = repo.refresh(None).unwrap();
+        assert_eq!(
+            published,
+            Published {
+                targets: 1,
+                snapshot: 2,
+                timestamp: 2
+            }
+        );
+        assert!(repo.current().is_ok());
+    }
+
+    #[test]
+    fn offline_keys_live_outside_the_repository() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        let keys = tmp.path().join("offline");
+        let repo = Repo::init(
+            &dir,
+            &InitOptions {
+                keys_dir: Some(keys.clone()),
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        assert!(keys.join("root-1.key").is_file());
+        assert!(!dir.join("keys").exists());
+        assert_eq!(repo.keys_dir(None), std::path::absolute(&keys).unwrap());
+        let bad = Repo::init(
+            &tmp.path().join("r2"),
+            &InitOptions {
+                root_keys: 2,
+                root_threshold: 3,
+                ..InitOptions::default()
+            },
+        );
+        assert!(bad.is_err());
+    }
+}
