@@ -55,6 +55,7 @@ pub struct StateArgs {
 
 /// `upkeep register`.
 #[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
 pub struct RegisterArgs {
     /// The app id (stored lower-case; Omaha ids compare case-insensitively).
     #[arg(long = "app", value_name = "ID")]
@@ -62,7 +63,7 @@ pub struct RegisterArgs {
 
     /// The installed version; 0 when the app is not installed yet (the next
     /// `update` then installs the newest release).
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long = "version", id = "app_version", value_name = "VERSION")]
     version: String,
 
     /// The app's install directory (handed read-write to the installer).
@@ -1270,7 +1271,8 @@ fn send_ping(run: &Run<'_>, prefs: &Prefs, ids: &[String]) {
             return;
         }
     };
-    if let Err(e) = update_check::exchange(run.http, &run.config.server, &run.config.cup, &request)
+    if let Err(e) =
+        update_check::send_events(run.http, &run.config.server, &run.config.cup, &request)
     {
         eprintln!("upkeep: warning: event ping failed: {e}");
     }

@@ -125,6 +125,41 @@ pub fn exchange(
     })
 }
 
+/// Posts an event ping (`request` carries events and no update check),
+/// signed like an update check. The server's answer must be a 200 whose
+/// CUP proof verifies; its body is not interpreted.
+pub fn send_events(
+    http: &dyn HttpClient,
+    server: &str,
+    cup: &CupClient,
+    request: &Request,
+) -> Result<(), CheckError> {
+    let body = request.to_body();
+    let signed = cup
+        .sign_request(body.as_bytes())
+        .map_err(CheckError::Sign)?;
+    let url = format!("{}?{}", endpoint(server), signed.query());
+    let mut response = http
+        .post(&url, request.protocol.content_type(), body.as_bytes())
+        .map_err(CheckError::Unreachable)?;
+    if response.status != 200 {
+        return Err(CheckError::Status {
+            status: response.status,
+        });
+    }
+    let bytes = read_capped(&mut response.body, MAX_RESPONSE_BYTES).map_err(|e| match e {
+        ReadError::TooLong { max } => CheckError::TooLarge { max },
+        ReadError::Io(e) => CheckError::Read(e.to_string()),
+    })?;
+    cup.verify_response(
+        &signed,
+        &bytes,
+        response.header(SERVER_PROOF_HEADER),
+        response.header(ETAG_HEADER),
+    )
+    .map_err(CheckError::Cup)
+}
+
 /// One package an update check offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OfferedPackage {
