@@ -445,8 +445,12 @@ impl Client {
     }
 
     fn register(&self, id: &str, version: &str) {
+        self.register_with(id, version, &[]);
+    }
+
+    fn register_with(&self, id: &str, version: &str, extra: &[&str]) {
         let dir = self.install_dir(id);
-        let out = self.run(&[
+        let mut args = vec![
             "register",
             "--app",
             id,
@@ -455,8 +459,11 @@ impl Client {
             "--install-dir",
             dir.to_str().unwrap(),
             "--installer",
-            plugin("install-archive").to_str().unwrap(),
-        ]);
+        ];
+        let installer = plugin("install-archive");
+        args.push(installer.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
         assert!(
             out.status.success(),
             "register failed: {}",
@@ -810,4 +817,37 @@ fn unknown_apps_and_corrupt_prefs_are_clear_errors() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("prefs.json is corrupt"), "{stderr}");
     assert_eq!(client.prefs(), b"{\"format\": 1, \"apps\": [");
+}
+
+#[test]
+fn an_app_its_existence_checker_finds_gone_is_forgotten() {
+    let key = test_key();
+    let server = Server::start(vec![(APP_A, "2.0", "alpha-2.0.tar.gz", payload_a())], &key);
+    let client = Client::new(&server.url(), &server.initial_root(), &key, false);
+    let checker = plugin("exists-path");
+    client.register_with(
+        APP_A,
+        "1.0",
+        &[
+            "--existence",
+            checker.to_str().unwrap(),
+            "--marker",
+            "bin/alpha",
+        ],
+    );
+    // The install dir exists, but the marker does not: the app is gone.
+    std::fs::create_dir_all(client.install_dir(APP_A)).unwrap();
+    let out = client.run(&["update", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["apps"][0]["result"], "removed", "{summary}");
+    assert!(client.prefs_json()["apps"].get(APP_A).is_none());
+    // No update check for a forgotten app; the ping reports the uninstall.
+    let posts = server.posts();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let events = ping_events(&server);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].1["eventtype"], 4);
+    assert_eq!(events[0].1["previousversion"], "1.0");
+    assert!(server.downloads().is_empty());
 }

@@ -28,9 +28,10 @@ use upkeep_core::update_check::{
     self, CheckError, OfferedPackage, agree, offered_packages, target_path,
 };
 use upkeep_core::version::Version;
-use upkeep_plugin_host::bindings::{installer, types};
+use upkeep_plugin_host::bindings::{existence, installer, types};
 use upkeep_plugin_host::{
-    CallOptions, HostConfig, InstallInput, Plugin, PluginHost, TelemetryInput, World,
+    CallOptions, ExistenceInput, HostConfig, InstallInput, Plugin, PluginHost, TelemetryInput,
+    World,
 };
 
 use crate::ExitCode;
@@ -479,6 +480,10 @@ fn event(
 
 /// What happened to one app.
 enum Outcome {
+    /// The existence checker said the app is gone; it was forgotten.
+    Removed {
+        version: Version,
+    },
     UpToDate,
     Updated {
         from: Version,
@@ -522,6 +527,53 @@ impl<'a> Run<'a> {
                 "the plugin host is not available",
             )
         })
+    }
+
+    /// Whether the app's existence checker says it is gone. Apps at
+    /// version 0 (not installed yet) and apps without a checker are never
+    /// gone; a checker that cannot tell, fails or changed since
+    /// registration is a warning and keeps the app.
+    fn is_gone(&mut self, id: &str, record: &AppRecord) -> bool {
+        let Some(checker) = &record.existence else {
+            return false;
+        };
+        if record.version == Version::default() {
+            return false;
+        }
+        let result = (|| -> Result<bool> {
+            let host = self.host().map_err(|f| anyhow::anyhow!(f.message))?;
+            let plugin = load_plugin(host, &checker.path, World::ExistenceChecker)?;
+            if plugin.content_hash() != checker.sha256 {
+                bail!(
+                    "existence checker {} changed since {id} was registered; register the app again to trust it",
+                    checker.path.display()
+                );
+            }
+            let input = ExistenceInput {
+                app_id: id.to_owned(),
+                version: record.version.to_string(),
+                app_dir: Some(record.install_dir.clone()),
+                marker: record.marker.clone(),
+                settings: Vec::new(),
+            };
+            let report = host
+                .check_existence(&plugin, &input, CallOptions::default())
+                .with_context(|| format!("existence checker {} failed", plugin.name()))?;
+            match report.value {
+                existence::Presence::Present => Ok(false),
+                existence::Presence::Absent => Ok(true),
+                existence::Presence::Error(e) => {
+                    bail!("existence checker {} cannot tell: {e}", plugin.name())
+                }
+            }
+        })();
+        match result {
+            Ok(gone) => gone,
+            Err(e) => {
+                eprintln!("upkeep: warning: {id}: {e:#}; keeping the app");
+                false
+            }
+        }
     }
 
     /// The TUF client after a full refresh (done once per run).
@@ -875,7 +927,52 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
 
     let http = ReqwestHttp::new()?;
     let session = random_id().context("cannot draw a session id")?;
-    let mut builder = RequestBuilder::new(config.protocol)
+    let mut run = Run {
+        root: root.clone(),
+        config,
+        http: &http,
+        host: None,
+        tuf: None,
+        session: session.clone(),
+        events: Vec::new(),
+        tty: std::io::stderr().is_terminal(),
+    };
+    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
+
+    // Existence checks: an app whose checker says it is gone is forgotten
+    // and reported with an uninstall event.
+    let mut removed: BTreeMap<String, Version> = BTreeMap::new();
+    for id in &ids {
+        let record = prefs.apps[id].clone();
+        if run.is_gone(id, &record) {
+            prefs.apps.remove(id);
+            prefs
+                .save(&prefs_path)
+                .with_context(|| format!("cannot forget {id} in {}", prefs_path.display()))?;
+            run.events.push(Recorded {
+                app_id: id.clone(),
+                event: event(EventType::Uninstall, None, &record.version, None),
+                download: None,
+                timestamp_ms: now_ms(),
+                duration_ms: None,
+            });
+            outcomes.insert(
+                id.clone(),
+                Outcome::Removed {
+                    version: record.version.clone(),
+                },
+            );
+            removed.insert(id.clone(), record.version);
+        }
+    }
+    let all_ids = ids;
+    let ids: Vec<String> = all_ids
+        .iter()
+        .filter(|id| !removed.contains_key(*id))
+        .cloned()
+        .collect();
+
+    let mut builder = RequestBuilder::new(run.config.protocol)
         .updater("upkeep", env!("CARGO_PKG_VERSION"))
         .os(Os {
             platform: Some(std::env::consts::OS.to_owned()),
@@ -894,21 +991,13 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
     }
     let request = builder.build().context("cannot draw a request id")?;
 
-    let mut run = Run {
-        root: root.clone(),
-        config,
-        http: &http,
-        host: None,
-        tuf: None,
-        session: session.clone(),
-        events: Vec::new(),
-        tty: std::io::stderr().is_terminal(),
-    };
-    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
     let mut server_answered = true;
     let mut retry_after = None;
-    match update_check::exchange(&http, &run.config.server, &run.config.cup, &request) {
-        Err(e) => {
+    let answer = (!ids.is_empty())
+        .then(|| update_check::exchange(&http, &run.config.server, &run.config.cup, &request));
+    match answer {
+        None => {}
+        Some(Err(e)) => {
             server_answered = e.server_answered();
             let failure = check_failure(&e);
             for id in &ids {
@@ -929,7 +1018,7 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                 );
             }
         }
-        Ok(exchange) => {
+        Some(Ok(exchange)) => {
             retry_after = exchange.retry_after;
             if let Some(wait) = exchange.retry_after {
                 prefs.retry_after_until =
@@ -1029,6 +1118,7 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                                 )
                             })?;
                             prefs = candidate;
+                            remove_old_payloads(&root, id, &to);
                             Ok((to, downloads))
                         });
                         let elapsed = Some(duration_ms(started.elapsed()));
@@ -1125,7 +1215,7 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
 
     // Report the events: to the server (when it answered), then to the sinks.
     if server_answered && !run.events.is_empty() {
-        send_ping(&run, &prefs, &ids);
+        send_ping(&run, &prefs, &all_ids, &removed);
     }
     if !run.events.is_empty() {
         feed_telemetry(&mut run);
@@ -1135,12 +1225,19 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
         .values()
         .any(|o| matches!(o, Outcome::Failed { .. }));
     let mut summary = Vec::new();
-    for id in &ids {
+    for id in &all_ids {
         let version = prefs.apps.get(id).map(|r| r.version.to_string());
         let Some(outcome) = outcomes.get(id) else {
             continue;
         };
         match outcome {
+            Outcome::Removed { version } => {
+                if !args.json {
+                    println!("{id}: no longer installed (existence check); forgotten");
+                }
+                summary
+                    .push(json!({"app": id, "result": "removed", "version": version.to_string()}));
+            }
             Outcome::UpToDate => {
                 if !args.json {
                     println!(
@@ -1204,6 +1301,28 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
     })
 }
 
+/// Removes the payloads of an app's other versions once a new one is
+/// installed (failures are only logged: they cost disk space, nothing else).
+fn remove_old_payloads(root: &Path, id: &str, keep: &Version) {
+    let keep = keep.to_string();
+    for base in [
+        root.join("downloads").join(id),
+        root.join("downloads/.partial").join(id),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy() == keep {
+                continue;
+            }
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove an old payload");
+            }
+        }
+    }
+}
+
 fn kind_for(record: &AppRecord) -> EventType {
     if record.version == Version::default() {
         EventType::Install
@@ -1226,7 +1345,7 @@ fn merge_cohort(record: &mut AppRecord, app: &upkeep_core::omaha::App) {
 
 /// Sends the events as one Omaha request (same session), signed like the
 /// update check. A failure is a warning: the update itself is done.
-fn send_ping(run: &Run<'_>, prefs: &Prefs, ids: &[String]) {
+fn send_ping(run: &Run<'_>, prefs: &Prefs, ids: &[String], removed: &BTreeMap<String, Version>) {
     let mut builder = RequestBuilder::new(run.config.protocol)
         .updater("upkeep", env!("CARGO_PKG_VERSION"))
         .sessionid(&run.session);
@@ -1258,6 +1377,7 @@ fn send_ping(run: &Run<'_>, prefs: &Prefs, ids: &[String]) {
             .apps
             .get(id)
             .map(|r| r.version.clone())
+            .or_else(|| removed.get(id).cloned())
             .unwrap_or_default();
         let mut app = RequestApp::new(id.clone(), &version);
         app.updatecheck = None;
@@ -1375,6 +1495,73 @@ fn feed_telemetry(run: &mut Run<'_>) {
         })();
         if let Err(e) = result {
             eprintln!("upkeep: warning: {e:#}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_config(dir: &Path, text: &str) -> PathBuf {
+        use p256::pkcs8::{EncodePublicKey, LineEnding};
+        let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let pem = key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        std::fs::write(dir.join("cup.pub.pem"), pem).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn config_paths_are_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(
+            dir.path(),
+            "server = \"http://127.0.0.1:8080/\"\ntuf_root = \"root.json\"\ncup_key_id = 1\n\
+             cup_public_key = \"cup.pub.pem\"\ntelemetry = [\"sinks/t.wasm\"]\n\
+             [download]\nmin_bytes_per_second = 10\n",
+        );
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.server, "http://127.0.0.1:8080");
+        assert_eq!(config.protocol, Protocol::Json31);
+        assert_eq!(config.tuf_root, dir.path().join("root.json"));
+        assert_eq!(config.telemetry, vec![dir.path().join("sinks/t.wasm")]);
+        assert_eq!(config.cup.key_id(), 1);
+        assert_eq!(config.download.min_bytes_per_second, 10);
+    }
+
+    #[test]
+    fn config_mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "tuf_root = \"root.json\"\ncup_key_id = 1\ncup_public_key = \"cup.pub.pem\"\n";
+        for (text, needle) in [
+            (
+                format!("server = \"http://x\"\nprotocol = \"xml\"\n{base}"),
+                "protocol",
+            ),
+            (format!("server = \"ftp://x\"\n{base}"), "http or https"),
+            (
+                format!("server = \"http://x\"\nsevrer = 1\n{base}"),
+                "sevrer",
+            ),
+            ("server = \"http://x\"\n".to_owned(), "tuf_root"),
+        ] {
+            let path = write_config(dir.path(), &text);
+            let err = format!("{:#}", Config::load(&path).err().unwrap());
+            assert!(err.contains(needle), "{needle:?} not in {err}");
+        }
+    }
+
+    #[test]
+    fn app_ids_are_lower_case_and_path_safe() {
+        assert_eq!(check_app_id("Org.Example.App").unwrap(), "org.example.app");
+        assert_eq!(check_app_id("{ABC-1}").unwrap(), "{abc-1}");
+        for bad in ["", "../x", "a/b", ".hidden", "a b"] {
+            assert!(check_app_id(bad).is_err(), "{bad:?}");
         }
     }
 }
