@@ -45,6 +45,10 @@ enum Mode {
     TruncatedJson,
     /// Offers a package TUF never signed, with its true hash and size.
     UnsignedPackage,
+    /// Breaks the first payload transfer after half its bytes.
+    CutOnce,
+    /// Sends payloads one byte every 50 ms.
+    Trickle,
 }
 
 struct Release {
@@ -60,8 +64,10 @@ struct State {
     mode: Mode,
     /// Bodies of the Omaha requests received.
     posts: Vec<String>,
-    /// Paths of the payload GETs received.
+    /// Paths of the payload GETs received, with the range start asked for.
     downloads: Vec<String>,
+    /// Range starts of the payload GETs, in order.
+    ranges: Vec<Option<usize>>,
 }
 
 struct Server {
@@ -101,6 +107,7 @@ impl Server {
             mode: Mode::Normal,
             posts: Vec::new(),
             downloads: Vec::new(),
+            ranges: Vec::new(),
         }));
         let (shared, base) = (state.clone(), format!("http://{addr}"));
         std::thread::spawn(move || {
@@ -219,7 +226,9 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>, base: &str) -> std::io::Res
     }
     if let Some(rest) = path.strip_prefix("/dl/") {
         st.downloads.push(rest.to_owned());
+        st.ranges.push(range);
         let mode = st.mode;
+        let first = st.ranges.len() == 1;
         let found = st
             .releases
             .iter()
@@ -229,6 +238,24 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>, base: &str) -> std::io::Res
         let Some(bytes) = found else {
             return respond(&mut conn, 404, &[], b"");
         };
+        if (mode == Mode::CutOnce && first) || mode == Mode::Trickle {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+                bytes.len()
+            );
+            conn.write_all(head.as_bytes())?;
+            if mode == Mode::CutOnce {
+                conn.write_all(&bytes[..bytes.len() / 2])?;
+                conn.flush()?;
+                return conn.shutdown(std::net::Shutdown::Both);
+            }
+            for b in &bytes {
+                conn.write_all(&[*b])?;
+                conn.flush()?;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            return Ok(());
+        }
         return match range {
             Some(start) if start <= bytes.len() => {
                 let cr = format!("bytes {start}-{}/{}", bytes.len() - 1, bytes.len());
@@ -394,6 +421,16 @@ struct Client {
 
 impl Client {
     fn new(server_url: &str, root_json: &[u8], key: &SigningKey, telemetry: bool) -> Client {
+        Self::with_config(server_url, root_json, key, telemetry, "")
+    }
+
+    fn with_config(
+        server_url: &str,
+        root_json: &[u8],
+        key: &SigningKey,
+        telemetry: bool,
+        extra: &str,
+    ) -> Client {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("state");
         let etc = tmp.path().join("etc");
@@ -412,7 +449,7 @@ impl Client {
         };
         let config = format!(
             "server = {server_url:?}\nprotocol = \"3.1\"\ntuf_root = \"root.json\"\n\
-             cup_key_id = {KEY_ID}\ncup_public_key = \"cup.pub.pem\"\ntelemetry = {sinks}\n"
+             cup_key_id = {KEY_ID}\ncup_public_key = \"cup.pub.pem\"\ntelemetry = {sinks}\n{extra}"
         );
         // The configuration lives outside the state dir: relative paths
         // resolve against its own folder.
@@ -850,4 +887,45 @@ fn an_app_its_existence_checker_finds_gone_is_forgotten() {
     assert_eq!(events[0].1["eventtype"], 4);
     assert_eq!(events[0].1["previousversion"], "1.0");
     assert!(server.downloads().is_empty());
+}
+
+#[test]
+fn a_cut_transfer_resumes_with_a_range_request() {
+    let (server, client) = setup(false);
+    server.set_mode(Mode::CutOnce);
+    let out = client.run(&["update", "--app", APP_A, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["apps"][0]["result"], "updated", "{summary}");
+    let half = payload_a().len() / 2;
+    assert_eq!(server.state.lock().unwrap().ranges, vec![None, Some(half)]);
+    assert_eq!(client.version(APP_A), "2.0");
+}
+
+#[test]
+fn a_slow_server_is_abandoned() {
+    let key = test_key();
+    let server = Server::start(vec![(APP_A, "2.0", "alpha-2.0.tar.gz", payload_a())], &key);
+    let client = Client::with_config(
+        &server.url(),
+        &server.initial_root(),
+        &key,
+        false,
+        "[download]\nmin_bytes_per_second = 1000\nslow_window_seconds = 1\n",
+    );
+    client.register(APP_A, "1.0");
+    server.set_mode(Mode::Trickle);
+    let prefs = client.prefs();
+    let started = std::time::Instant::now();
+    let out = client.run(&["update"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("slow retrieval"), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(client.prefs(), prefs);
+    assert_error_event(&server, 1, 5);
 }

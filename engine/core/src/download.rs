@@ -371,7 +371,7 @@ impl<H: HttpClient> Downloader<H> {
                     }
                     Err(e) => e,
                 };
-                tracing::warn!(%url, error = %error, "download attempt failed");
+                tracing::info!(%url, error = %error, "download attempt failed");
                 match error.next() {
                     AfterError::Fatal => {
                         staged.discard();
