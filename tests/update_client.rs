@@ -844,6 +844,30 @@ fn unknown_apps_and_corrupt_prefs_are_clear_errors() {
         text(&out.stderr)
     );
 
+    // A plugin of another world is refused at registration.
+    let out = client.run(&[
+        "register",
+        "--app",
+        "org.example.other",
+        "--version",
+        "1.0",
+        "--install-dir",
+        client.installs.join("other").to_str().unwrap(),
+        "--installer",
+        plugin("telemetry-jsonl").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("implements the telemetry-sink world"),
+        "{stderr}"
+    );
+    assert!(
+        client.prefs_json()["apps"]
+            .get("org.example.other")
+            .is_none()
+    );
+
     std::fs::write(
         client.root.join("prefs.json"),
         b"{\"format\": 1, \"apps\": [",

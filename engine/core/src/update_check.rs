@@ -415,6 +415,37 @@ mod tests {
     }
 
     #[test]
+    fn protocol_4_download_operations_are_packages() {
+        use crate::omaha::{Operation, Pipeline};
+        let op = |kind, url: &str| Operation {
+            kind,
+            urls: vec![url.to_owned()],
+            sha256_out: Some(HASH.to_owned()),
+            sha256_in: None,
+            sha256_previous: None,
+            path: None,
+            arguments: None,
+            size: 5,
+        };
+        let mut c = UpdateCheck::with_status(UpdateCheckStatus::Ok);
+        c.next_version = Some("2.0".parse().unwrap());
+        c.pipelines = vec![Pipeline {
+            pipeline_id: Some("full".into()),
+            operations: vec![
+                op(OperationType::Download, "http://a/dl/app.tar.gz"),
+                op(OperationType::Run, "http://a/unused"),
+            ],
+        }];
+        let p = offered_packages(&c).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].name, "app.tar.gz");
+        assert_eq!(p[0].urls, ["http://a/dl/app.tar.gz"]);
+        assert_eq!(p[0].size, 5);
+        c.pipelines.clear();
+        assert_eq!(offered_packages(&c), Err(OfferError::NoPackages));
+    }
+
+    #[test]
     fn omaha_and_tuf_must_agree() {
         let offered = offered_packages(&check(&["p"], &["http://a/"]))
             .unwrap()
