@@ -2,10 +2,12 @@
 
 use clap::{Parser, Subcommand};
 
+mod cmd_client;
 mod cmd_omaha;
 mod cmd_plugin;
 mod cmd_repo;
 mod cmd_tuf;
+mod http;
 mod logging;
 
 /// upkeep — a plugin-extensible software update engine.
@@ -35,6 +37,12 @@ enum Command {
     Tuf(cmd_tuf::TufArgs),
     /// Publish and serve update repositories (for vendors).
     Repo(cmd_repo::RepoArgs),
+    /// Register an installed (or to-be-installed) app with this client: id, version, install dir, plugins.
+    Register(cmd_client::RegisterArgs),
+    /// Check the update server for every registered app (or one), then download, verify and install updates.
+    ///
+    /// Exit status 0 when every app is up to date or was updated, 1 otherwise.
+    Update(cmd_client::UpdateArgs),
 }
 
 /// How a command ended, as the process exit status.
@@ -56,6 +64,8 @@ fn main() -> std::process::ExitCode {
         Command::Omaha(args) => cmd_omaha::run(args).map(|()| ExitCode::Ok),
         Command::Tuf(args) => cmd_tuf::run(args).map(|()| ExitCode::Ok),
         Command::Repo(args) => cmd_repo::run(args).map(|()| ExitCode::Ok),
+        Command::Register(args) => cmd_client::register(args),
+        Command::Update(args) => cmd_client::update(args),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),

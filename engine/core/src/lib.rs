@@ -15,7 +15,11 @@
 #![forbid(unsafe_code)]
 
 pub mod cup;
+pub mod download;
 pub mod durable;
+pub mod http;
 pub mod omaha;
+pub mod state;
 pub mod tuf;
+pub mod update_check;
 pub mod version;

@@ -34,6 +34,16 @@ pub enum VersionError {
     },
 }
 
+impl Default for Version {
+    /// Version `0`: an app registered before its first install.
+    fn default() -> Self {
+        Self {
+            parts: [0; 4],
+            len: 1,
+        }
+    }
+}
+
 impl Version {
     /// Builds a version from its parts.
     pub fn new(parts: &[u32]) -> Result<Self, VersionError> {

@@ -1,0 +1,1567 @@
+//! `upkeep register` and `upkeep update`: the machine side of the update
+//! path. One signed Omaha request for the registered apps; for each offered
+//! update, a TUF refresh and target lookup, a verified download, the app's
+//! installer plugin, the new version recorded atomically, an event ping and
+//! the telemetry sinks. See `docs/client.md`.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use upkeep_core::cup::CupClient;
+use upkeep_core::download::{
+    DownloadError, DownloadOptions, DownloadProgress, DownloadReport, DownloadRequest, Downloader,
+};
+use upkeep_core::http::HttpTransport;
+use upkeep_core::omaha::{
+    AppStatus, ErrorCategory, Event, EventResult, EventType, Os, Protocol, RequestApp,
+    RequestBuilder, UpdateCheck, UpdateCheckStatus, random_id,
+};
+use upkeep_core::state::{AppRecord, LOCK_FILE, PREFS_FILE, PluginRef, Prefs, StateLock};
+use upkeep_core::tuf::{SystemClock, Updater, UpdaterConfig, init_trusted_root};
+use upkeep_core::update_check::{
+    self, CheckError, OfferedPackage, agree, offered_packages, target_path,
+};
+use upkeep_core::version::Version;
+use upkeep_plugin_host::bindings::{existence, installer, types};
+use upkeep_plugin_host::{
+    CallOptions, ExistenceInput, HostConfig, InstallInput, Plugin, PluginHost, TelemetryInput,
+    World,
+};
+
+use crate::ExitCode;
+use crate::http::ReqwestHttp;
+
+/// How long `update` and `register` wait for another process's lock.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The downloader's name in download events.
+const DOWNLOADER: &str = "upkeep-http";
+
+/// Where the client keeps its state and finds its configuration.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// The state directory [default: $XDG_DATA_HOME/upkeep, else ~/.local/share/upkeep].
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    /// The client configuration [default: <root>/config.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// `upkeep register`.
+#[derive(Debug, Args)]
+#[command(disable_version_flag = true)]
+pub struct RegisterArgs {
+    /// The app id (stored lower-case; Omaha ids compare case-insensitively).
+    #[arg(long = "app", value_name = "ID")]
+    app: String,
+
+    /// The installed version; 0 when the app is not installed yet (the next
+    /// `update` then installs the newest release).
+    #[arg(long = "version", id = "app_version", value_name = "VERSION")]
+    version: String,
+
+    /// The app's install directory (handed read-write to the installer).
+    #[arg(long, value_name = "DIR")]
+    install_dir: PathBuf,
+
+    /// The installer plugin (.wasm, installer world).
+    #[arg(long, value_name = "PLUGIN")]
+    installer: PathBuf,
+
+    /// An existence-checker plugin (.wasm, existence-checker world).
+    #[arg(long, value_name = "PLUGIN")]
+    existence: Option<PathBuf>,
+
+    /// The marker path the existence checker looks for, relative to the install directory.
+    #[arg(long, value_name = "PATH", requires = "existence")]
+    marker: Option<String>,
+
+    /// The update channel (sent as Omaha `ap`).
+    #[arg(long, value_name = "NAME")]
+    channel: Option<String>,
+
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// `upkeep update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Only this registered app (default: every registered app).
+    #[arg(long = "app", value_name = "ID")]
+    app: Option<String>,
+
+    /// Print a machine-readable JSON summary on stdout.
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+// ------------------------------------------------------------ config ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    server: String,
+    #[serde(default = "default_protocol")]
+    protocol: String,
+    tuf_root: PathBuf,
+    cup_key_id: u32,
+    cup_public_key: PathBuf,
+    #[serde(default)]
+    telemetry: Vec<PathBuf>,
+    #[serde(default)]
+    download: DownloadConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DownloadConfig {
+    min_bytes_per_second: Option<u64>,
+    slow_window_seconds: Option<u64>,
+}
+
+fn default_protocol() -> String {
+    "3.1".to_owned()
+}
+
+/// The client configuration, with paths resolved and keys loaded.
+struct Config {
+    server: String,
+    protocol: Protocol,
+    tuf_root: PathBuf,
+    cup: CupClient,
+    telemetry: Vec<PathBuf>,
+    download: DownloadOptions,
+}
+
+impl Config {
+    fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the client configuration {}", path.display()))?;
+        let file: ConfigFile = toml::from_str(&text)
+            .with_context(|| format!("{} is not a valid client configuration", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let url = reqwest::Url::parse(&file.server).with_context(|| {
+            format!("{}: server {:?} is not a URL", path.display(), file.server)
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+            bail!(
+                "{}: server {:?} must be an http or https URL",
+                path.display(),
+                file.server
+            );
+        }
+        let protocol = match file.protocol.trim() {
+            "3.1" => Protocol::Json31,
+            "4.0" => Protocol::Json40,
+            other => bail!(
+                "{}: protocol {other:?} is not supported (use \"3.1\" or \"4.0\")",
+                path.display()
+            ),
+        };
+        let key_path = resolve(&file.cup_public_key);
+        let pem = std::fs::read_to_string(&key_path)
+            .with_context(|| format!("cannot read the CUP public key {}", key_path.display()))?;
+        let cup = CupClient::from_public_key_pem(file.cup_key_id, &pem)
+            .with_context(|| format!("{} is not a usable CUP key", key_path.display()))?;
+        let defaults = DownloadOptions::default();
+        let download = DownloadOptions {
+            min_bytes_per_second: file
+                .download
+                .min_bytes_per_second
+                .unwrap_or(defaults.min_bytes_per_second),
+            slow_window: file
+                .download
+                .slow_window_seconds
+                .map_or(defaults.slow_window, Duration::from_secs),
+            resume_attempts: defaults.resume_attempts,
+        };
+        Ok(Self {
+            server: file.server.trim_end_matches('/').to_owned(),
+            protocol,
+            tuf_root: resolve(&file.tuf_root),
+            cup,
+            telemetry: file.telemetry.iter().map(|p| resolve(p)).collect(),
+            download,
+        })
+    }
+}
+
+fn state_root(args: &StateArgs) -> Result<PathBuf> {
+    if let Some(root) = &args.root {
+        return std::path::absolute(root)
+            .with_context(|| format!("cannot resolve --root {}", root.display()));
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from)
+        && xdg.is_absolute()
+    {
+        return Ok(xdg.join("upkeep"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".local/share/upkeep")),
+        None => bail!("no state directory: pass --root, or set XDG_DATA_HOME or HOME"),
+    }
+}
+
+fn config_path(args: &StateArgs, root: &Path) -> PathBuf {
+    args.config
+        .clone()
+        .unwrap_or_else(|| root.join("config.toml"))
+}
+
+fn plugin_host(root: &Path) -> Result<PluginHost> {
+    PluginHost::new(HostConfig::with_cache(root.join("plugin-cache")))
+        .context("cannot start the plugin host")
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// App ids become directory names: ASCII letters, digits and `._-{}` only.
+fn check_app_id(id: &str) -> Result<String> {
+    let lower = id.trim().to_ascii_lowercase();
+    if lower.is_empty()
+        || lower.len() > 128
+        || lower.starts_with('.')
+        || !lower
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-{}".contains(&b))
+    {
+        bail!(
+            "app id {id:?} is not valid: use 1 to 128 ASCII letters, digits, '.', '_', '-', '{{' or '}}', not starting with '.'"
+        );
+    }
+    Ok(lower)
+}
+
+fn load_plugin(host: &PluginHost, path: &Path, world: World) -> Result<Plugin> {
+    let plugin = host
+        .load(path)
+        .with_context(|| format!("cannot load plugin {}", path.display()))?;
+    if plugin.world() != world {
+        bail!(
+            "plugin {} implements the {} world, but a {world} plugin is needed",
+            path.display(),
+            plugin.world()
+        );
+    }
+    Ok(plugin)
+}
+
+// ---------------------------------------------------------- register ----
+
+/// Runs `upkeep register`.
+pub fn register(args: RegisterArgs) -> Result<ExitCode> {
+    let root = state_root(&args.state)?;
+    let config = config_path(&args.state, &root);
+    if config.exists() {
+        Config::load(&config)?;
+    } else {
+        eprintln!(
+            "upkeep: note: no client configuration at {} yet; `upkeep update` needs one",
+            config.display()
+        );
+    }
+    let id = check_app_id(&args.app)?;
+    let version: Version = args
+        .version
+        .parse()
+        .with_context(|| format!("--version {:?} is not a version", args.version))?;
+    let install_dir = std::path::absolute(&args.install_dir)
+        .with_context(|| format!("cannot resolve {}", args.install_dir.display()))?;
+    if install_dir.exists() && !install_dir.is_dir() {
+        bail!(
+            "--install-dir {} exists and is not a directory",
+            install_dir.display()
+        );
+    }
+    let host = plugin_host(&root)?;
+    let plugin_ref = |path: &Path, world: World| -> Result<PluginRef> {
+        let path = std::path::absolute(path)
+            .with_context(|| format!("cannot resolve {}", path.display()))?;
+        let plugin = load_plugin(&host, &path, world)?;
+        Ok(PluginRef {
+            sha256: plugin.content_hash().to_owned(),
+            path,
+        })
+    };
+    let installer = plugin_ref(&args.installer, World::Installer)?;
+    let existence = args
+        .existence
+        .as_deref()
+        .map(|p| plugin_ref(p, World::ExistenceChecker))
+        .transpose()?;
+
+    let _lock = StateLock::acquire(&root, LOCK_TIMEOUT)
+        .with_context(|| format!("cannot lock the state directory {}", root.display()))?;
+    let prefs_path = root.join(PREFS_FILE);
+    let mut prefs = Prefs::load(&prefs_path)?;
+    let previous = prefs.apps.get(&id).cloned();
+    let record = AppRecord {
+        version: version.clone(),
+        install_dir,
+        installer,
+        existence,
+        marker: args.marker,
+        channel: args.channel,
+        cohort: previous
+            .as_ref()
+            .map(|p| p.cohort.clone())
+            .unwrap_or_default(),
+        days: previous
+            .as_ref()
+            .map(|p| p.days.clone())
+            .unwrap_or_default(),
+        registered_at: previous.as_ref().map_or_else(unix_now, |p| p.registered_at),
+        updated_at: previous.as_ref().and_then(|p| p.updated_at),
+    };
+    prefs.apps.insert(id.clone(), record);
+    prefs
+        .save(&prefs_path)
+        .with_context(|| format!("cannot record the registration of {id}"))?;
+    println!(
+        "{} {id} at version {version} in {}",
+        if previous.is_some() {
+            "re-registered"
+        } else {
+            "registered"
+        },
+        root.display()
+    );
+    Ok(ExitCode::Ok)
+}
+
+// ------------------------------------------------------------ update ----
+
+/// A failure of one app's update, with the codes its event reports.
+#[derive(Debug, Clone)]
+struct Failure {
+    category: ErrorCategory,
+    code: i64,
+    extra: i64,
+    message: String,
+}
+
+impl Failure {
+    fn new(category: ErrorCategory, code: i64, message: impl Into<String>) -> Self {
+        Self {
+            category,
+            code,
+            extra: 0,
+            message: message.into(),
+        }
+    }
+}
+
+/// Error codes of the update check (errorcat 5).
+mod check_code {
+    pub const UNREACHABLE: i64 = 1;
+    pub const HTTP_STATUS: i64 = 2;
+    pub const READ: i64 = 3;
+    pub const CUP: i64 = 4;
+    pub const MALFORMED: i64 = 5;
+    pub const APP_MISSING: i64 = 6;
+    pub const APP_STATUS: i64 = 7;
+    pub const NOT_NEWER: i64 = 10;
+    pub const BAD_OFFER: i64 = 11;
+}
+
+/// Error codes of downloads and their verification (errorcat 1).
+mod download_code {
+    pub const NETWORK: i64 = 1;
+    pub const HTTP_STATUS: i64 = 2;
+    pub const TRUNCATED: i64 = 3;
+    pub const ENDLESS_DATA: i64 = 4;
+    pub const SLOW: i64 = 5;
+    pub const HASH: i64 = 6;
+    pub const DISK: i64 = 7;
+    pub const CONTENT_RANGE: i64 = 8;
+    pub const NO_URLS: i64 = 9;
+    pub const TUF_REFRESH: i64 = 20;
+    pub const TUF_TARGET: i64 = 21;
+    pub const DISAGREEMENT: i64 = 22;
+}
+
+/// Error codes of the engine itself (errorcat 4).
+mod service_code {
+    pub const PREFS: i64 = 1;
+    pub const PLUGIN_LOAD: i64 = 10;
+    pub const PLUGIN_CALL: i64 = 11;
+    pub const INSTALL_DIR: i64 = 12;
+}
+
+fn check_failure(e: &CheckError) -> Failure {
+    let code = match e {
+        CheckError::Sign(_) | CheckError::Unreachable(_) => check_code::UNREACHABLE,
+        CheckError::Status { .. } => check_code::HTTP_STATUS,
+        CheckError::Read(_) | CheckError::TooLarge { .. } => check_code::READ,
+        CheckError::Cup(_) => check_code::CUP,
+        CheckError::Malformed(_) => check_code::MALFORMED,
+        _ => check_code::MALFORMED,
+    };
+    Failure::new(ErrorCategory::UpdateCheck, code, e.to_string())
+}
+
+fn download_failure(name: &str, e: &DownloadError) -> Failure {
+    let code = match e {
+        DownloadError::NoUrls => download_code::NO_URLS,
+        DownloadError::Network { .. } => download_code::NETWORK,
+        DownloadError::Status { .. } => download_code::HTTP_STATUS,
+        DownloadError::BadContentRange { .. } => download_code::CONTENT_RANGE,
+        DownloadError::Truncated { .. } => download_code::TRUNCATED,
+        DownloadError::LengthExceeded { .. } => download_code::ENDLESS_DATA,
+        DownloadError::SlowRetrieval { .. } => download_code::SLOW,
+        DownloadError::HashMismatch { .. } => download_code::HASH,
+        _ => download_code::DISK,
+    };
+    Failure::new(
+        ErrorCategory::Download,
+        code,
+        format!("download of {name} failed: {e}"),
+    )
+}
+
+/// An event to report, in both the Omaha and the plugin form.
+struct Recorded {
+    app_id: String,
+    event: Event,
+    download: Option<(String, DownloadReport)>,
+    timestamp_ms: u64,
+    duration_ms: Option<u64>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn event(
+    kind: EventType,
+    failure: Option<&Failure>,
+    previous: &Version,
+    next: Option<&Version>,
+) -> Event {
+    let mut e = Event::new(
+        kind,
+        if failure.is_some() {
+            EventResult::Error
+        } else {
+            EventResult::Success
+        },
+    );
+    e.errorcat = Some(failure.map_or(ErrorCategory::None, |f| f.category));
+    e.errorcode = Some(failure.map_or(0, |f| f.code));
+    e.extracode1 = Some(failure.map_or(0, |f| f.extra));
+    e.previousversion = Some(previous.to_string());
+    e.nextversion = next.map(ToString::to_string);
+    e
+}
+
+/// What happened to one app.
+enum Outcome {
+    /// The existence checker said the app is gone; it was forgotten.
+    Removed {
+        version: Version,
+    },
+    UpToDate,
+    Updated {
+        from: Version,
+        to: Version,
+        downloads: Vec<DownloadReport>,
+    },
+    Failed {
+        next: Option<Version>,
+        failure: Failure,
+    },
+}
+
+/// Everything one `update` run shares.
+struct Run<'a> {
+    root: PathBuf,
+    config: Config,
+    http: &'a ReqwestHttp,
+    host: Option<PluginHost>,
+    tuf: Option<Result<Updater<HttpTransport<&'a ReqwestHttp>, SystemClock>, String>>,
+    session: String,
+    events: Vec<Recorded>,
+    tty: bool,
+}
+
+impl<'a> Run<'a> {
+    fn host(&mut self) -> Result<&PluginHost, Failure> {
+        if self.host.is_none() {
+            let host = plugin_host(&self.root).map_err(|e| {
+                Failure::new(
+                    ErrorCategory::Service,
+                    service_code::PLUGIN_LOAD,
+                    format!("{e:#}"),
+                )
+            })?;
+            self.host = Some(host);
+        }
+        self.host.as_ref().ok_or_else(|| {
+            Failure::new(
+                ErrorCategory::Service,
+                service_code::PLUGIN_LOAD,
+                "the plugin host is not available",
+            )
+        })
+    }
+
+    /// Whether the app's existence checker says it is gone. Apps at
+    /// version 0 (not installed yet) and apps without a checker are never
+    /// gone; a checker that cannot tell, fails or changed since
+    /// registration is a warning and keeps the app.
+    fn is_gone(&mut self, id: &str, record: &AppRecord) -> bool {
+        let Some(checker) = &record.existence else {
+            return false;
+        };
+        if record.version == Version::default() {
+            return false;
+        }
+        let result = (|| -> Result<bool> {
+            let host = self.host().map_err(|f| anyhow::anyhow!(f.message))?;
+            let plugin = load_plugin(host, &checker.path, World::ExistenceChecker)?;
+            if plugin.content_hash() != checker.sha256 {
+                bail!(
+                    "existence checker {} changed since {id} was registered; register the app again to trust it",
+                    checker.path.display()
+                );
+            }
+            let input = ExistenceInput {
+                app_id: id.to_owned(),
+                version: record.version.to_string(),
+                app_dir: Some(record.install_dir.clone()),
+                marker: record.marker.clone(),
+                settings: Vec::new(),
+            };
+            let report = host
+                .check_existence(&plugin, &input, CallOptions::default())
+                .with_context(|| format!("existence checker {} failed", plugin.name()))?;
+            match report.value {
+                existence::Presence::Present => Ok(false),
+                existence::Presence::Absent => Ok(true),
+                existence::Presence::Error(e) => {
+                    bail!("existence checker {} cannot tell: {e}", plugin.name())
+                }
+            }
+        })();
+        match result {
+            Ok(gone) => gone,
+            Err(e) => {
+                eprintln!("upkeep: warning: {id}: {e:#}; keeping the app");
+                false
+            }
+        }
+    }
+
+    /// The TUF client after a full refresh (done once per run).
+    fn tuf(
+        &mut self,
+    ) -> Result<&mut Updater<HttpTransport<&'a ReqwestHttp>, SystemClock>, Failure> {
+        if self.tuf.is_none() {
+            self.tuf = Some(self.refresh_tuf());
+        }
+        match self.tuf.as_mut() {
+            Some(Ok(updater)) => Ok(updater),
+            Some(Err(message)) => Err(Failure::new(
+                ErrorCategory::Download,
+                download_code::TUF_REFRESH,
+                message.clone(),
+            )),
+            None => Err(Failure::new(
+                ErrorCategory::Download,
+                download_code::TUF_REFRESH,
+                "no TUF client",
+            )),
+        }
+    }
+
+    fn refresh_tuf(&self) -> Result<Updater<HttpTransport<&'a ReqwestHttp>, SystemClock>, String> {
+        let dir = self.root.join("tuf");
+        if !dir.join("root.json").exists() {
+            let bytes = std::fs::read(&self.config.tuf_root).map_err(|e| {
+                format!(
+                    "cannot read the pinned TUF root {}: {e}",
+                    self.config.tuf_root.display()
+                )
+            })?;
+            init_trusted_root(&dir, &bytes).map_err(|e| {
+                format!(
+                    "the pinned TUF root {} is refused: {e}",
+                    self.config.tuf_root.display()
+                )
+            })?;
+        }
+        let url = format!("{}/tuf/", self.config.server);
+        let mut updater = Updater::new(
+            &dir,
+            &url,
+            HttpTransport::new(self.http),
+            SystemClock,
+            UpdaterConfig::default(),
+        )
+        .map_err(|e| {
+            format!(
+                "the trusted TUF metadata in {} is unusable: {e}",
+                dir.display()
+            )
+        })?;
+        updater
+            .refresh()
+            .map_err(|e| format!("TUF refresh from {url} refused: {e}"))?;
+        Ok(updater)
+    }
+
+    /// Downloads, verifies and installs an offered update.
+    fn apply(
+        &mut self,
+        id: &str,
+        record: &AppRecord,
+        check: &UpdateCheck,
+        next: &Version,
+    ) -> Result<Vec<DownloadReport>, Failure> {
+        let packages = offered_packages(check).map_err(|e| {
+            Failure::new(
+                ErrorCategory::UpdateCheck,
+                check_code::BAD_OFFER,
+                format!("the offer of {next} is unusable: {e}"),
+            )
+        })?;
+        // Every package must be a release the TUF targets metadata signed.
+        let mut agreed = Vec::new();
+        for package in &packages {
+            let path = target_path(id, next, &package.name);
+            let tuf = self.tuf()?;
+            let target = tuf.get_target_info(&path).map_err(|e| {
+                Failure::new(
+                    ErrorCategory::Download,
+                    download_code::TUF_TARGET,
+                    format!("TUF refuses {path}: {e}"),
+                )
+            })?;
+            let file = agree(package, &target).map_err(|e| {
+                Failure::new(
+                    ErrorCategory::Download,
+                    download_code::DISAGREEMENT,
+                    format!("refused: {e}"),
+                )
+            })?;
+            agreed.push((package, file));
+        }
+        let payload_dir = self.root.join("downloads").join(id).join(next.to_string());
+        let mut reports = Vec::new();
+        for (package, file) in agreed {
+            let request = DownloadRequest {
+                urls: package.urls.clone(),
+                length: file.length,
+                sha256: file.sha256,
+                staging: self
+                    .root
+                    .join("downloads/.partial")
+                    .join(id)
+                    .join(next.to_string())
+                    .join(&package.name),
+                dest: payload_dir.join(&package.name),
+            };
+            let report = self.download(id, package, &request)?;
+            reports.push(report);
+        }
+        self.install(id, record, check, next, &payload_dir)?;
+        Ok(reports)
+    }
+
+    fn download(
+        &mut self,
+        id: &str,
+        package: &OfferedPackage,
+        request: &DownloadRequest,
+    ) -> Result<DownloadReport, Failure> {
+        let downloader = Downloader::new(self.http, self.config.download.clone());
+        let tty = self.tty;
+        let name = package.name.clone();
+        let mut last_draw = Instant::now() - Duration::from_secs(1);
+        let mut current_url = String::new();
+        let mut progress = |p: &DownloadProgress<'_>| {
+            if tty {
+                if last_draw.elapsed() >= Duration::from_millis(100) || p.received == p.total {
+                    last_draw = Instant::now();
+                    let pct = (p.received as f64 * 100.0 / p.total.max(1) as f64) as u64;
+                    let width = 30usize;
+                    let filled = (pct as usize * width / 100).min(width);
+                    eprint!(
+                        "\r{name} [{}{}] {pct:>3}% {}/{} bytes",
+                        "#".repeat(filled),
+                        " ".repeat(width - filled),
+                        p.received,
+                        p.total
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+            } else if current_url != p.url {
+                current_url = p.url.to_owned();
+                eprintln!("{id}: downloading {} ({} bytes)", p.url, p.total);
+            }
+        };
+        let started = Instant::now();
+        let result = downloader.download(request, &mut progress);
+        if tty && result.as_ref().is_ok_and(|r| !r.reused) {
+            eprintln!();
+        }
+        match result {
+            Ok(report) => {
+                if report.reused {
+                    eprintln!("{id}: {} already downloaded and verified", package.name);
+                } else {
+                    eprintln!(
+                        "{id}: downloaded {} ({} bytes in {:.1} s)",
+                        package.name,
+                        report.total_bytes,
+                        report.duration.as_secs_f64()
+                    );
+                }
+                Ok(report)
+            }
+            Err(e) => {
+                if tty {
+                    eprintln!();
+                }
+                let failure = download_failure(&package.name, &e);
+                let report = DownloadReport {
+                    url: package.urls.first().cloned().unwrap_or_default(),
+                    downloaded_bytes: 0,
+                    total_bytes: request.length,
+                    resumed_from: 0,
+                    reused: false,
+                    duration: started.elapsed(),
+                };
+                let mut ev = event(
+                    EventType::Download,
+                    Some(&failure),
+                    &Version::default(),
+                    None,
+                );
+                ev.previousversion = None;
+                self.events.push(Recorded {
+                    app_id: id.to_owned(),
+                    event: ev,
+                    download: Some((package.name.clone(), report)),
+                    timestamp_ms: now_ms(),
+                    duration_ms: Some(duration_ms(started.elapsed())),
+                });
+                Err(failure)
+            }
+        }
+    }
+
+    fn install(
+        &mut self,
+        id: &str,
+        record: &AppRecord,
+        check: &UpdateCheck,
+        next: &Version,
+        payload_dir: &Path,
+    ) -> Result<(), Failure> {
+        let plugin_path = record.installer.path.clone();
+        let host = self.host()?;
+        let plugin = load_plugin(host, &plugin_path, World::Installer).map_err(|e| {
+            Failure::new(
+                ErrorCategory::Service,
+                service_code::PLUGIN_LOAD,
+                format!("{e:#}"),
+            )
+        })?;
+        if plugin.content_hash() != record.installer.sha256 {
+            return Err(Failure::new(
+                ErrorCategory::Service,
+                service_code::PLUGIN_LOAD,
+                format!(
+                    "installer plugin {} changed since {id} was registered (sha256 {} now, {} then); register the app again to trust it",
+                    plugin_path.display(),
+                    plugin.content_hash(),
+                    record.installer.sha256
+                ),
+            ));
+        }
+        std::fs::create_dir_all(&record.install_dir).map_err(|e| {
+            Failure::new(
+                ErrorCategory::Service,
+                service_code::INSTALL_DIR,
+                format!(
+                    "cannot create the install directory {}: {e}",
+                    record.install_dir.display()
+                ),
+            )
+        })?;
+        let first_install = record.version == Version::default();
+        let arguments = check
+            .manifest
+            .as_ref()
+            .and_then(|m| m.arguments.as_deref())
+            .or_else(|| {
+                check
+                    .pipelines
+                    .first()
+                    .and_then(|p| p.operations.iter().find_map(|o| o.arguments.as_deref()))
+            })
+            .map(|a| a.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+        let input = InstallInput {
+            operation: if first_install {
+                installer::Operation::Install
+            } else {
+                installer::Operation::Update
+            },
+            app_id: id.to_owned(),
+            from_version: (!first_install).then(|| record.version.to_string()),
+            to_version: next.to_string(),
+            arguments,
+            installer_data: None,
+            payload_dir: Some(payload_dir.to_path_buf()),
+            install_dir: record.install_dir.clone(),
+        };
+        let options = CallOptions {
+            app: Some(types::AppInfo {
+                app_id: id.to_owned(),
+                version: record.version.to_string(),
+                channel: record.channel.clone(),
+                brand: None,
+            }),
+            progress: None,
+        };
+        let report = host.install(&plugin, &input, options).map_err(|e| {
+            Failure::new(
+                ErrorCategory::Service,
+                service_code::PLUGIN_CALL,
+                format!("installer plugin {} failed: {e}", plugin.name()),
+            )
+        })?;
+        for log in &report.logs {
+            tracing::info!(plugin = plugin.name(), level = log.level, "{}", log.message);
+        }
+        match report.value {
+            Ok(success) => {
+                if let Some(message) = success.message {
+                    eprintln!("{id}: {}: {message}", plugin.name());
+                }
+                Ok(())
+            }
+            Err(e) => Err(Failure {
+                category: ErrorCategory::Install,
+                code: i64::from(e.code),
+                extra: i64::from(e.extra_code),
+                message: format!(
+                    "installer {} failed with code {}: {}",
+                    plugin.name(),
+                    e.code,
+                    e.message
+                ),
+            }),
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Runs `upkeep update`.
+pub fn update(args: UpdateArgs) -> Result<ExitCode> {
+    let root = state_root(&args.state)?;
+    let config_file = config_path(&args.state, &root);
+    let config = Config::load(&config_file)?;
+    let _lock = StateLock::acquire(&root, LOCK_TIMEOUT).with_context(|| {
+        format!(
+            "cannot lock the state directory {} ({LOCK_FILE})",
+            root.display()
+        )
+    })?;
+    let prefs_path = root.join(PREFS_FILE);
+    let mut prefs = Prefs::load(&prefs_path)?;
+    let ids: Vec<String> = match &args.app {
+        Some(app) => {
+            let id = app.to_ascii_lowercase();
+            if !prefs.apps.contains_key(&id) {
+                bail!("app {app} is not registered in {}", root.display());
+            }
+            vec![id]
+        }
+        None => prefs.apps.keys().cloned().collect(),
+    };
+    if ids.is_empty() {
+        bail!(
+            "no app is registered in {}; register one with `upkeep register`",
+            root.display()
+        );
+    }
+    let now = unix_now();
+    if let Some(until) = prefs.retry_after_until
+        && until > now
+    {
+        bail!(
+            "the update server asked not to be contacted for another {} s (X-Retry-After); nothing was sent",
+            until - now
+        );
+    }
+
+    let http = ReqwestHttp::new()?;
+    let session = random_id().context("cannot draw a session id")?;
+    let mut run = Run {
+        root: root.clone(),
+        config,
+        http: &http,
+        host: None,
+        tuf: None,
+        session: session.clone(),
+        events: Vec::new(),
+        tty: std::io::stderr().is_terminal(),
+    };
+    let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
+
+    // Existence checks: an app whose checker says it is gone is forgotten
+    // and reported with an uninstall event.
+    let mut removed: BTreeMap<String, Version> = BTreeMap::new();
+    for id in &ids {
+        let record = prefs.apps[id].clone();
+        if run.is_gone(id, &record) {
+            prefs.apps.remove(id);
+            prefs
+                .save(&prefs_path)
+                .with_context(|| format!("cannot forget {id} in {}", prefs_path.display()))?;
+            run.events.push(Recorded {
+                app_id: id.clone(),
+                event: event(EventType::Uninstall, None, &record.version, None),
+                download: None,
+                timestamp_ms: now_ms(),
+                duration_ms: None,
+            });
+            outcomes.insert(
+                id.clone(),
+                Outcome::Removed {
+                    version: record.version.clone(),
+                },
+            );
+            removed.insert(id.clone(), record.version);
+        }
+    }
+    let all_ids = ids;
+    let ids: Vec<String> = all_ids
+        .iter()
+        .filter(|id| !removed.contains_key(*id))
+        .cloned()
+        .collect();
+
+    let mut builder = RequestBuilder::new(run.config.protocol)
+        .updater("upkeep", env!("CARGO_PKG_VERSION"))
+        .os(Os {
+            platform: Some(std::env::consts::OS.to_owned()),
+            arch: Some(std::env::consts::ARCH.to_owned()),
+            ..Os::default()
+        })
+        .sessionid(&session);
+    for id in &ids {
+        let record = &prefs.apps[id];
+        let mut app = RequestApp::new(id.clone(), &record.version);
+        app.ap = record.channel.clone();
+        app.cohort = record.cohort.clone();
+        app.installdate = Some(record.days.install_date_to_send());
+        app.ping = Some(record.days.ping(None));
+        builder = builder.app(app);
+    }
+    let request = builder.build().context("cannot draw a request id")?;
+
+    let mut server_answered = true;
+    let mut retry_after = None;
+    let answer = (!ids.is_empty())
+        .then(|| update_check::exchange(&http, &run.config.server, &run.config.cup, &request));
+    match answer {
+        None => {}
+        Some(Err(e)) => {
+            server_answered = e.server_answered();
+            let failure = check_failure(&e);
+            for id in &ids {
+                let record = &prefs.apps[id];
+                run.events.push(Recorded {
+                    app_id: id.clone(),
+                    event: event(kind_for(record), Some(&failure), &record.version, None),
+                    download: None,
+                    timestamp_ms: now_ms(),
+                    duration_ms: None,
+                });
+                outcomes.insert(
+                    id.clone(),
+                    Outcome::Failed {
+                        next: None,
+                        failure: failure.clone(),
+                    },
+                );
+            }
+        }
+        Some(Ok(exchange)) => {
+            retry_after = exchange.retry_after;
+            if let Some(wait) = exchange.retry_after {
+                prefs.retry_after_until =
+                    Some(now.saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX)));
+            }
+            let response = exchange.response;
+            for id in &ids {
+                let record = prefs.apps[id].clone();
+                let started = Instant::now();
+                let Some(app) = response.app(id) else {
+                    let reason = response
+                        .app_errors
+                        .iter()
+                        .find(|e| {
+                            e.appid
+                                .as_deref()
+                                .is_some_and(|a| a.eq_ignore_ascii_case(id))
+                        })
+                        .map_or_else(
+                            || "the response has no answer for it".to_owned(),
+                            |e| format!("the server's answer for it is malformed: {e}"),
+                        );
+                    let failure =
+                        Failure::new(ErrorCategory::UpdateCheck, check_code::APP_MISSING, reason);
+                    run.events.push(Recorded {
+                        app_id: id.clone(),
+                        event: event(kind_for(&record), Some(&failure), &record.version, None),
+                        download: None,
+                        timestamp_ms: now_ms(),
+                        duration_ms: None,
+                    });
+                    outcomes.insert(
+                        id.clone(),
+                        Outcome::Failed {
+                            next: None,
+                            failure,
+                        },
+                    );
+                    continue;
+                };
+                let mut updated = record.clone();
+                merge_cohort(&mut updated, app);
+                if let Some(day) = response.daystart.elapsed_days {
+                    updated.days.record_response(day);
+                }
+                if app.status != AppStatus::Ok {
+                    let failure = Failure::new(
+                        ErrorCategory::UpdateCheck,
+                        check_code::APP_STATUS,
+                        format!("the server answered {} for it", app.status),
+                    );
+                    outcomes.insert(
+                        id.clone(),
+                        Outcome::Failed {
+                            next: None,
+                            failure,
+                        },
+                    );
+                    continue;
+                }
+                let check = app.updatecheck.as_ref();
+                match check.map(|c| &c.status) {
+                    Some(UpdateCheckStatus::NoUpdate) => {
+                        prefs.apps.insert(id.clone(), updated);
+                        outcomes.insert(id.clone(), Outcome::UpToDate);
+                    }
+                    Some(UpdateCheckStatus::Ok) => {
+                        let Some(check) = check else { continue };
+                        let next = check.next_version.clone();
+                        let result = match &next {
+                            None => Err(Failure::new(
+                                ErrorCategory::UpdateCheck,
+                                check_code::BAD_OFFER,
+                                "the update check names no version",
+                            )),
+                            Some(v) if *v <= record.version => Err(Failure::new(
+                                ErrorCategory::UpdateCheck,
+                                check_code::NOT_NEWER,
+                                format!(
+                                    "the server offers {v}, which is not newer than the installed {}",
+                                    record.version
+                                ),
+                            )),
+                            Some(v) => run.apply(id, &record, check, v),
+                        };
+                        let result = result.and_then(|downloads| {
+                            let to = next.clone().unwrap_or_default();
+                            updated.version = to.clone();
+                            updated.updated_at = Some(unix_now());
+                            let mut candidate = prefs.clone();
+                            candidate.apps.insert(id.clone(), updated.clone());
+                            candidate.save(&prefs_path).map_err(|e| {
+                                Failure::new(
+                                    ErrorCategory::Service,
+                                    service_code::PREFS,
+                                    format!("installed {to}, but cannot record it: {e}"),
+                                )
+                            })?;
+                            prefs = candidate;
+                            remove_old_payloads(&root, id, &to);
+                            Ok((to, downloads))
+                        });
+                        let elapsed = Some(duration_ms(started.elapsed()));
+                        match result {
+                            Ok((to, downloads)) => {
+                                for (i, report) in downloads.iter().enumerate() {
+                                    if report.reused {
+                                        continue;
+                                    }
+                                    let mut ev = event(
+                                        EventType::Download,
+                                        None,
+                                        &record.version,
+                                        Some(&to),
+                                    );
+                                    ev.errorcat = None;
+                                    run.events.push(Recorded {
+                                        app_id: id.clone(),
+                                        event: ev,
+                                        download: Some((format!("package {i}"), report.clone())),
+                                        timestamp_ms: now_ms(),
+                                        duration_ms: Some(duration_ms(report.duration)),
+                                    });
+                                }
+                                run.events.push(Recorded {
+                                    app_id: id.clone(),
+                                    event: event(
+                                        kind_for(&record),
+                                        None,
+                                        &record.version,
+                                        Some(&to),
+                                    ),
+                                    download: None,
+                                    timestamp_ms: now_ms(),
+                                    duration_ms: elapsed,
+                                });
+                                outcomes.insert(
+                                    id.clone(),
+                                    Outcome::Updated {
+                                        from: record.version.clone(),
+                                        to,
+                                        downloads,
+                                    },
+                                );
+                            }
+                            Err(failure) => {
+                                run.events.push(Recorded {
+                                    app_id: id.clone(),
+                                    event: event(
+                                        kind_for(&record),
+                                        Some(&failure),
+                                        &record.version,
+                                        next.as_ref(),
+                                    ),
+                                    download: None,
+                                    timestamp_ms: now_ms(),
+                                    duration_ms: elapsed,
+                                });
+                                outcomes.insert(id.clone(), Outcome::Failed { next, failure });
+                            }
+                        }
+                    }
+                    other => {
+                        let status = other.map_or("none".to_owned(), ToString::to_string);
+                        let failure = Failure::new(
+                            ErrorCategory::UpdateCheck,
+                            check_code::APP_STATUS,
+                            format!("the server's update check answered {status}"),
+                        );
+                        outcomes.insert(
+                            id.clone(),
+                            Outcome::Failed {
+                                next: None,
+                                failure,
+                            },
+                        );
+                    }
+                }
+            }
+            let all_ok = outcomes
+                .values()
+                .all(|o| !matches!(o, Outcome::Failed { .. }));
+            if all_ok {
+                prefs.last_check = Some(unix_now());
+            }
+            let on_disk = Prefs::load(&prefs_path)?;
+            if on_disk != prefs {
+                prefs
+                    .save(&prefs_path)
+                    .with_context(|| format!("cannot write {}", prefs_path.display()))?;
+            }
+        }
+    }
+
+    // Report the events: to the server (when it answered), then to the sinks.
+    if server_answered && !run.events.is_empty() {
+        send_ping(&run, &prefs, &all_ids, &removed);
+    }
+    if !run.events.is_empty() {
+        feed_telemetry(&mut run);
+    }
+
+    let failed = outcomes
+        .values()
+        .any(|o| matches!(o, Outcome::Failed { .. }));
+    let mut summary = Vec::new();
+    for id in &all_ids {
+        let version = prefs.apps.get(id).map(|r| r.version.to_string());
+        let Some(outcome) = outcomes.get(id) else {
+            continue;
+        };
+        match outcome {
+            Outcome::Removed { version } => {
+                if !args.json {
+                    println!("{id}: no longer installed (existence check); forgotten");
+                }
+                summary
+                    .push(json!({"app": id, "result": "removed", "version": version.to_string()}));
+            }
+            Outcome::UpToDate => {
+                if !args.json {
+                    println!(
+                        "{id}: up to date at {}",
+                        version.clone().unwrap_or_default()
+                    );
+                }
+                summary.push(json!({"app": id, "result": "up-to-date", "version": version}));
+            }
+            Outcome::Updated {
+                from,
+                to,
+                downloads,
+            } => {
+                if !args.json {
+                    println!("{id}: updated {from} -> {to}");
+                }
+                let downloads: Vec<Value> = downloads
+                    .iter()
+                    .map(|d| {
+                        json!({
+                            "url": d.url, "downloaded_bytes": d.downloaded_bytes,
+                            "total_bytes": d.total_bytes, "resumed_from": d.resumed_from,
+                            "reused": d.reused, "download_time_ms": duration_ms(d.duration),
+                        })
+                    })
+                    .collect();
+                summary.push(json!({
+                    "app": id, "result": "updated", "previous_version": from.to_string(),
+                    "version": to.to_string(), "downloads": downloads,
+                }));
+            }
+            Outcome::Failed { next, failure } => {
+                eprintln!("upkeep: error: {id}: {}", failure.message);
+                summary.push(json!({
+                    "app": id, "result": "error", "version": version,
+                    "next_version": next.as_ref().map(ToString::to_string),
+                    "error": {
+                        "category": failure.category.code(), "code": failure.code,
+                        "extra_code": failure.extra, "message": failure.message,
+                    },
+                }));
+            }
+        }
+    }
+    if args.json {
+        let out = json!({
+            "apps": summary,
+            "retry_after_seconds": retry_after.map(|d| d.as_secs()),
+            "session_id": session,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).context("cannot write the summary")?
+        );
+    }
+    Ok(if failed {
+        ExitCode::Failed
+    } else {
+        ExitCode::Ok
+    })
+}
+
+/// Removes the payloads of an app's other versions once a new one is
+/// installed (failures are only logged: they cost disk space, nothing else).
+fn remove_old_payloads(root: &Path, id: &str, keep: &Version) {
+    let keep = keep.to_string();
+    for base in [
+        root.join("downloads").join(id),
+        root.join("downloads/.partial").join(id),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&base) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy() == keep {
+                continue;
+            }
+            if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove an old payload");
+            }
+        }
+    }
+}
+
+fn kind_for(record: &AppRecord) -> EventType {
+    if record.version == Version::default() {
+        EventType::Install
+    } else {
+        EventType::Update
+    }
+}
+
+fn merge_cohort(record: &mut AppRecord, app: &upkeep_core::omaha::App) {
+    if app.cohort.cohort.is_some() {
+        record.cohort.cohort.clone_from(&app.cohort.cohort);
+    }
+    if app.cohort.cohorthint.is_some() {
+        record.cohort.cohorthint.clone_from(&app.cohort.cohorthint);
+    }
+    if app.cohort.cohortname.is_some() {
+        record.cohort.cohortname.clone_from(&app.cohort.cohortname);
+    }
+}
+
+/// Sends the events as one Omaha request (same session), signed like the
+/// update check. A failure is a warning: the update itself is done.
+fn send_ping(run: &Run<'_>, prefs: &Prefs, ids: &[String], removed: &BTreeMap<String, Version>) {
+    let mut builder = RequestBuilder::new(run.config.protocol)
+        .updater("upkeep", env!("CARGO_PKG_VERSION"))
+        .sessionid(&run.session);
+    for id in ids {
+        let events: Vec<Event> = run
+            .events
+            .iter()
+            .filter(|r| &r.app_id == id)
+            .map(|r| {
+                let mut e = r.event.clone();
+                if let Some((_, d)) = &r.download {
+                    e.extra.insert("url".into(), d.url.clone());
+                    e.extra.insert("downloader".into(), DOWNLOADER.into());
+                    e.extra
+                        .insert("downloaded".into(), d.downloaded_bytes.to_string());
+                    e.extra.insert("total".into(), d.total_bytes.to_string());
+                    e.extra.insert(
+                        "download_time_ms".into(),
+                        duration_ms(d.duration).to_string(),
+                    );
+                }
+                e
+            })
+            .collect();
+        if events.is_empty() {
+            continue;
+        }
+        let version = prefs
+            .apps
+            .get(id)
+            .map(|r| r.version.clone())
+            .or_else(|| removed.get(id).cloned())
+            .unwrap_or_default();
+        let mut app = RequestApp::new(id.clone(), &version);
+        app.updatecheck = None;
+        app.events = events;
+        builder = builder.app(app);
+    }
+    let request = match builder.build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("upkeep: warning: event ping not sent: cannot draw a request id: {e}");
+            return;
+        }
+    };
+    if let Err(e) =
+        update_check::send_events(run.http, &run.config.server, &run.config.cup, &request)
+    {
+        eprintln!("upkeep: warning: event ping failed: {e}");
+    }
+}
+
+fn wit_event(r: &Recorded, session: &str) -> types::UpdateEvent {
+    let e = &r.event;
+    let event_type = match e.eventtype {
+        EventType::Install => types::EventType::Install,
+        EventType::Update => types::EventType::Update,
+        EventType::Uninstall => types::EventType::Uninstall,
+        EventType::Download => types::EventType::Download,
+        EventType::AppCommand => types::EventType::AppCommand,
+        EventType::Action => types::EventType::Action,
+        other => types::EventType::Other(u16::try_from(other.code()).unwrap_or(u16::MAX)),
+    };
+    let outcome = match e.eventresult {
+        EventResult::Error => types::EventResult::Error,
+        EventResult::Success => types::EventResult::Success,
+        EventResult::SuccessReboot => types::EventResult::SuccessReboot,
+        EventResult::Cancelled => types::EventResult::Cancelled,
+        EventResult::NoUpdate => types::EventResult::NoUpdate,
+        EventResult::UpdateDeferred => types::EventResult::UpdateDeferred,
+        other => types::EventResult::Other(u16::try_from(other.code()).unwrap_or(u16::MAX)),
+    };
+    let error_category = match e.errorcat {
+        None | Some(ErrorCategory::None) => types::ErrorCategory::None,
+        Some(ErrorCategory::Download) => types::ErrorCategory::Download,
+        Some(ErrorCategory::Unpack) => types::ErrorCategory::Unpack,
+        Some(ErrorCategory::UpdateCheck) => types::ErrorCategory::UpdateCheck,
+        Some(ErrorCategory::Service) => types::ErrorCategory::Service,
+        Some(_) => types::ErrorCategory::Install,
+    };
+    let clamp = |v: Option<i64>| {
+        i32::try_from(v.unwrap_or(0)).unwrap_or(if v.unwrap_or(0) < 0 {
+            i32::MIN
+        } else {
+            i32::MAX
+        })
+    };
+    types::UpdateEvent {
+        app_id: r.app_id.clone(),
+        event_type,
+        outcome,
+        error_category,
+        error_code: clamp(e.errorcode),
+        extra_code: clamp(e.extracode1),
+        previous_version: e.previousversion.clone(),
+        next_version: e.nextversion.clone(),
+        download: r.download.as_ref().map(|(_, d)| types::DownloadStats {
+            url: d.url.clone(),
+            downloader: DOWNLOADER.into(),
+            downloaded_bytes: d.downloaded_bytes,
+            total_bytes: d.total_bytes,
+            download_time_ms: duration_ms(d.duration),
+        }),
+        timestamp_ms: r.timestamp_ms,
+        duration_ms: r.duration_ms,
+        session_id: session.to_owned(),
+    }
+}
+
+/// Hands the run's events to every configured telemetry sink. A sink that
+/// fails is a warning.
+fn feed_telemetry(run: &mut Run<'_>) {
+    if run.config.telemetry.is_empty() {
+        return;
+    }
+    let events: Vec<types::UpdateEvent> = run
+        .events
+        .iter()
+        .map(|r| wit_event(r, &run.session))
+        .collect();
+    let sinks = run.config.telemetry.clone();
+    let root = run.root.clone();
+    let host = match run.host() {
+        Ok(h) => h,
+        Err(f) => {
+            eprintln!("upkeep: warning: telemetry not delivered: {}", f.message);
+            return;
+        }
+    };
+    for path in sinks {
+        let result = (|| -> Result<()> {
+            let plugin = load_plugin(host, &path, World::TelemetrySink)?;
+            let data_dir = root.join("telemetry").join(plugin.name());
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("cannot create {}", data_dir.display()))?;
+            let input = TelemetryInput {
+                data_dir,
+                events: events.clone(),
+            };
+            let report = host
+                .consume_events(&plugin, &input, CallOptions::default())
+                .with_context(|| format!("telemetry sink {} failed", plugin.name()))?;
+            if let Err(e) = report.value {
+                bail!("telemetry sink {} refused the events: {e}", plugin.name());
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            eprintln!("upkeep: warning: {e:#}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_config(dir: &Path, text: &str) -> PathBuf {
+        use p256::pkcs8::{EncodePublicKey, LineEnding};
+        let key = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        let pem = key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        std::fs::write(dir.join("cup.pub.pem"), pem).unwrap();
+        let path = dir.join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn config_paths_are_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(
+            dir.path(),
+            "server = \"http://127.0.0.1:8080/\"\ntuf_root = \"root.json\"\ncup_key_id = 1\n\
+             cup_public_key = \"cup.pub.pem\"\ntelemetry = [\"sinks/t.wasm\"]\n\
+             [download]\nmin_bytes_per_second = 10\n",
+        );
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.server, "http://127.0.0.1:8080");
+        assert_eq!(config.protocol, Protocol::Json31);
+        assert_eq!(config.tuf_root, dir.path().join("root.json"));
+        assert_eq!(config.telemetry, vec![dir.path().join("sinks/t.wasm")]);
+        assert_eq!(config.cup.key_id(), 1);
+        assert_eq!(config.download.min_bytes_per_second, 10);
+    }
+
+    #[test]
+    fn config_mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = "tuf_root = \"root.json\"\ncup_key_id = 1\ncup_public_key = \"cup.pub.pem\"\n";
+        for (text, needle) in [
+            (
+                format!("server = \"http://x\"\nprotocol = \"xml\"\n{base}"),
+                "protocol",
+            ),
+            (format!("server = \"ftp://x\"\n{base}"), "http or https"),
+            (
+                format!("server = \"http://x\"\nsevrer = 1\n{base}"),
+                "sevrer",
+            ),
+            ("server = \"http://x\"\n".to_owned(), "tuf_root"),
+        ] {
+            let path = write_config(dir.path(), &text);
+            let err = format!("{:#}", Config::load(&path).err().unwrap());
+            assert!(err.contains(needle), "{needle:?} not in {err}");
+        }
+    }
+
+    #[test]
+    fn app_ids_are_lower_case_and_path_safe() {
+        assert_eq!(check_app_id("Org.Example.App").unwrap(), "org.example.app");
+        assert_eq!(check_app_id("{ABC-1}").unwrap(), "{abc-1}");
+        for bad in ["", "../x", "a/b", ".hidden", "a b"] {
+            assert!(check_app_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}

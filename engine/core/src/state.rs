@@ -1,0 +1,351 @@
+//! The client's state directory: the registered apps and what the client
+//! remembers of its last update check (`prefs.json`, written atomically),
+//! and the lock that keeps two processes from updating at once
+//! (`prefs.lock`).
+//!
+//! A prefs file that does not parse is an error, never silently replaced:
+//! it holds the only record of what is installed.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::durable::write_atomic;
+use crate::omaha::{ActivityDays, Cohort};
+use crate::version::Version;
+
+/// The prefs file's name in the state directory.
+pub const PREFS_FILE: &str = "prefs.json";
+/// The lock file's name in the state directory.
+pub const LOCK_FILE: &str = "prefs.lock";
+/// The prefs format this client writes and reads.
+pub const PREFS_FORMAT: u32 = 1;
+
+/// Why the state could not be read, written or locked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The prefs file exists but is not valid prefs.
+    #[error("{} is corrupt ({reason}); it was left as it is: repair or remove it", path.display())]
+    Corrupt {
+        /// The prefs file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The prefs file was written by a newer client.
+    #[error("{} has format {found}; this client reads format {PREFS_FORMAT}", path.display())]
+    UnsupportedFormat {
+        /// The prefs file.
+        path: PathBuf,
+        /// The format it declares.
+        found: u32,
+    },
+    /// Another process holds the lock.
+    #[error("{} is held by {} (waited {:.1} s)", path.display(), holder_text(*holder), waited.as_secs_f64())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's process id, when it could be read.
+        holder: Option<u32>,
+        /// How long this process waited.
+        waited: Duration,
+    },
+}
+
+fn holder_text(holder: Option<u32>) -> String {
+    match holder {
+        Some(pid) => format!("process {pid}"),
+        None => "another process".to_owned(),
+    }
+}
+
+impl StateError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// A plugin an app registration names: where it is and the SHA-256 of its
+/// component when it was registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginRef {
+    /// The component's absolute path.
+    pub path: PathBuf,
+    /// The hex SHA-256 of the component file.
+    pub sha256: String,
+}
+
+/// One registered app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppRecord {
+    /// The installed version (`0` before the first install).
+    pub version: Version,
+    /// The install directory.
+    pub install_dir: PathBuf,
+    /// The installer plugin.
+    pub installer: PluginRef,
+    /// The existence-checker plugin, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existence: Option<PluginRef>,
+    /// The marker path the existence checker looks for, relative to the
+    /// install directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
+    /// The update channel (Omaha `ap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The cohort the server assigned.
+    #[serde(default)]
+    pub cohort: Cohort,
+    /// Install date and counting days.
+    #[serde(default)]
+    pub days: ActivityDays,
+    /// When the app was registered (Unix seconds).
+    pub registered_at: i64,
+    /// When the installed version was recorded (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<i64>,
+}
+
+/// Everything in `prefs.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prefs {
+    /// The file format ([`PREFS_FORMAT`]).
+    pub format: u32,
+    /// Registered apps by lower-case app id.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppRecord>,
+    /// When the last update check completed (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<i64>,
+    /// The server asked not to be contacted before this time (Unix seconds,
+    /// from a signed `X-Retry-After`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_until: Option<i64>,
+}
+
+impl Default for Prefs {
+    fn default() -> Self {
+        Self {
+            format: PREFS_FORMAT,
+            apps: BTreeMap::new(),
+            last_check: None,
+            retry_after_until: None,
+        }
+    }
+}
+
+impl Prefs {
+    /// Reads `path`; a missing file is empty prefs, an unreadable or
+    /// malformed one an error.
+    pub fn load(path: &Path) -> Result<Self, StateError> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(StateError::io(path, e)),
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let format = value.get("format").and_then(serde_json::Value::as_u64);
+        match format {
+            Some(f) if f == u64::from(PREFS_FORMAT) => {}
+            Some(f) => {
+                return Err(StateError::UnsupportedFormat {
+                    path: path.to_path_buf(),
+                    found: u32::try_from(f).unwrap_or(u32::MAX),
+                });
+            }
+            None => {
+                return Err(StateError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: "no numeric \"format\" member".to_owned(),
+                });
+            }
+        }
+        serde_json::from_value(value).map_err(|e| StateError::Corrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes `path` atomically (the parent directory is created).
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| StateError::io(dir, e))?;
+        }
+        let mut text = serde_json::to_vec_pretty(self).map_err(|e| StateError::Io {
+            path: path.to_path_buf(),
+            source: io::Error::other(e),
+        })?;
+        text.push(b'\n');
+        write_atomic(path, &text).map_err(|e| StateError::io(path, e))
+    }
+}
+
+/// An exclusive lock on a state directory, held until dropped.
+///
+/// It is an advisory whole-file lock (`flock` on Unix) on `prefs.lock`,
+/// released by the system when the holder exits, even by a crash. The
+/// holder writes its process id into the file so a waiting process can
+/// name it.
+#[derive(Debug)]
+pub struct StateLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl StateLock {
+    /// Takes the lock on `root/prefs.lock`, waiting at most `timeout`.
+    pub fn acquire(root: &Path, timeout: Duration) -> Result<Self, StateError> {
+        fs::create_dir_all(root).map_err(|e| StateError::io(root, e))?;
+        let path = root.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| StateError::io(&path, e))?;
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    if started.elapsed() >= timeout {
+                        let holder = fs::read_to_string(&path)
+                            .ok()
+                            .and_then(|t| t.trim().parse().ok());
+                        return Err(StateError::Locked {
+                            path,
+                            holder,
+                            waited: started.elapsed(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(TryLockError::Error(e)) => return Err(StateError::io(&path, e)),
+            }
+        }
+        let write_pid = |file: &mut File| -> io::Result<()> {
+            file.set_len(0)?;
+            let mut f: &File = file;
+            io::Seek::seek(&mut f, io::SeekFrom::Start(0))?;
+            writeln!(f, "{}", std::process::id())?;
+            f.flush()
+        };
+        write_pid(&mut file).map_err(|e| StateError::io(&path, e))?;
+        Ok(Self { file, path })
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StateLock {
+    fn drop(&mut self) {
+        let _ = self.file.set_len(0);
+        let _ = self.file.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> AppRecord {
+        AppRecord {
+            version: "1.2".parse().unwrap(),
+            install_dir: "/opt/app".into(),
+            installer: PluginRef {
+                path: "/p/install-archive.wasm".into(),
+                sha256: "ab".repeat(32),
+            },
+            existence: None,
+            marker: None,
+            channel: Some("beta".into()),
+            cohort: Cohort::default(),
+            days: ActivityDays::default(),
+            registered_at: 1_700_000_000,
+            updated_at: None,
+        }
+    }
+
+    #[test]
+    fn prefs_round_trip_and_missing_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/prefs.json");
+        assert_eq!(Prefs::load(&path).unwrap(), Prefs::default());
+        let mut prefs = Prefs::default();
+        prefs.apps.insert("org.example.app".into(), record());
+        prefs.last_check = Some(1_700_000_100);
+        prefs.save(&path).unwrap();
+        assert_eq!(Prefs::load(&path).unwrap(), prefs);
+    }
+
+    #[test]
+    fn corrupt_prefs_are_an_error_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prefs.json");
+        for (text, want_format) in [
+            (&b"{\"format\": 1, \"apps\": {\"a\": 3}}"[..], false),
+            (b"{\"format\": 1, \"apps\"", false),
+            (b"[]", false),
+            (b"{\"format\": 7}", true),
+        ] {
+            fs::write(&path, text).unwrap();
+            let err = Prefs::load(&path).unwrap_err();
+            if want_format {
+                assert!(
+                    matches!(err, StateError::UnsupportedFormat { found: 7, .. }),
+                    "{err}"
+                );
+            } else {
+                assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+                assert!(err.to_string().contains("prefs.json"), "{err}");
+            }
+            assert_eq!(fs::read(&path).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_and_names_its_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = StateLock::acquire(dir.path(), Duration::from_secs(1)).unwrap();
+        let err = StateLock::acquire(dir.path(), Duration::from_millis(120)).unwrap_err();
+        match &err {
+            StateError::Locked { holder, waited, .. } => {
+                assert_eq!(*holder, Some(std::process::id()));
+                assert!(*waited >= Duration::from_millis(120));
+            }
+            other => panic!("expected Locked, got {other}"),
+        }
+        assert!(
+            err.to_string()
+                .contains(&format!("process {}", std::process::id()))
+        );
+        drop(held);
+        StateLock::acquire(dir.path(), Duration::from_millis(100)).unwrap();
+    }
+}
