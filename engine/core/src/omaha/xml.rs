@@ -77,7 +77,7 @@ pub(crate) fn read_tree(text: &str) -> Result<Element, ProtocolError> {
                 }
             }
             XmlEvent::End(_) => {
-                let Some(mut el) = stack.pop() else {
+                let Some(el) = stack.pop() else {
                     return Err(xml_error("unexpected end tag", pos));
                 };
                 match stack.last_mut() {
