@@ -1253,7 +1253,11 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                 downloads,
             } => {
                 if !args.json {
-                    println!("{id}: updated {from} -> {to}");
+                    if *from == Version::default() {
+                        println!("{id}: installed {to}");
+                    } else {
+                        println!("{id}: updated {from} -> {to}");
+                    }
                 }
                 let downloads: Vec<Value> = downloads
                     .iter()

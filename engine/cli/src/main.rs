@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod cmd_client;
+mod cmd_demo;
 mod cmd_omaha;
 mod cmd_plugin;
 mod cmd_repo;
@@ -29,6 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the whole loop on loopback: publish, serve, install, update, report.
+    Demo(cmd_demo::DemoArgs),
     /// Inspect and try out plugins (for plugin authors).
     Plugin(cmd_plugin::PluginArgs),
     /// Omaha protocol tools: decode responses, print requests (for server operators).
@@ -60,6 +63,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose);
     let result = match cli.command {
+        Command::Demo(args) => cmd_demo::run(args),
         Command::Plugin(args) => cmd_plugin::run(args),
         Command::Omaha(args) => cmd_omaha::run(args).map(|()| ExitCode::Ok),
         Command::Tuf(args) => cmd_tuf::run(args).map(|()| ExitCode::Ok),

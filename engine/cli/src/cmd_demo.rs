@@ -1,0 +1,422 @@
+//! `upkeep demo`: the whole loop on one machine, in a temporary directory.
+//!
+//! A vendor publishes two versions of a small app into a signed repository
+//! and serves it on loopback; a machine registers the app, installs 1.0
+//! through the sample installer plugin, updates to 2.0, and reports events
+//! to the server and to the sample telemetry sink; finally the app is
+//! removed by hand and the sample existence checker notices. Every step runs
+//! the real `upkeep` binary as its own process, as an operator would.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::ExitCode;
+
+const APP: &str = "org.example.hello";
+
+/// Run the whole update loop on loopback and explain each step.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where the sample plugins are [default: $UPKEEP_PLUGIN_DIR, else the
+    /// `plugins` folder beside the binary's folder, e.g. target/plugins].
+    #[arg(long, value_name = "DIR")]
+    plugins: Option<PathBuf>,
+
+    /// Work in DIR and keep it afterwards (default: a temporary directory, removed at the end).
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+}
+
+/// Finds the folder holding the sample plugins.
+fn plugin_dir(explicit: Option<&Path>) -> Result<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(p) = explicit {
+        candidates.push(p.to_path_buf());
+    } else {
+        if let Some(p) = std::env::var_os("UPKEEP_PLUGIN_DIR") {
+            candidates.push(PathBuf::from(p));
+        }
+        if let Ok(exe) = std::env::current_exe() {
+            if let Some(bin_dir) = exe.parent() {
+                if let Some(up) = bin_dir.parent() {
+                    candidates.push(up.join("plugins"));
+                }
+                candidates.push(bin_dir.join("plugins"));
+            }
+        }
+    }
+    for c in &candidates {
+        if ["install-archive", "exists-path", "telemetry-jsonl"]
+            .iter()
+            .all(|n| c.join(format!("{n}.wasm")).is_file())
+        {
+            return Ok(c.clone());
+        }
+    }
+    bail!(
+        "the sample plugins were not found (looked in {}); build them with scripts/build-plugins.sh, or pass --plugins DIR",
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// A child `upkeep repo serve`, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Demo {
+    exe: PathBuf,
+    work: PathBuf,
+    plugins: PathBuf,
+    step: u32,
+}
+
+impl Demo {
+    fn step(&mut self, title: &str) {
+        self.step += 1;
+        println!("\n{}. {title}", self.step);
+    }
+
+    fn note(&self, line: &str) {
+        println!("   {line}");
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.work.join(rel)
+    }
+
+    /// Runs `upkeep ARGS`, shows its stdout indented, fails with its stderr.
+    fn upkeep(&self, args: &[&std::ffi::OsStr], show: bool) -> Result<String> {
+        let out = Command::new(&self.exe)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .with_context(|| format!("running {}", self.exe.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            let shown: Vec<String> = args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            bail!(
+                "`upkeep {}` failed ({}):\n{}{}",
+                shown.join(" "),
+                out.status,
+                stdout,
+                stderr
+            );
+        }
+        if show {
+            for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+                println!("   | {line}");
+            }
+        }
+        Ok(stdout)
+    }
+
+    fn serve(&self, repo: &Path) -> Result<Server> {
+        let mut child = Command::new(&self.exe)
+            .args(["repo", "serve"])
+            .arg(repo)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting `upkeep repo serve`")?;
+        let stdout = child.stdout.take().context("no stdout from the server")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let server = |url| Server { child, url };
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => match line.trim().strip_prefix("listening on ") {
+                Some(url) => Ok(server(url.to_string())),
+                None => bail!("the server said {line:?} instead of its address"),
+            },
+            Err(_) => bail!("the server did not report its address within 20 s"),
+        }
+    }
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    std::ffi::OsStr::new(s)
+}
+
+/// Writes `hello-VERSION.tar.gz`: a script, a VERSION file and notes.
+fn write_payload(dir: &Path, version: &str) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(format!("hello-{version}.tar.gz"));
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        file,
+        flate2::Compression::default(),
+    ));
+    let mut add = |name: &str, mode: u32, data: &[u8]| -> std::io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        tar.append_data(&mut h, name, data)
+    };
+    add(
+        "bin/hello",
+        0o755,
+        format!("#!/bin/sh\necho \"hello from {APP} {version}\"\n").as_bytes(),
+    )?;
+    add("VERSION", 0o644, format!("{version}\n").as_bytes())?;
+    add(
+        &format!("NOTES-{version}.txt"),
+        0o644,
+        format!("release notes of {version}\n").as_bytes(),
+    )?;
+    tar.into_inner()?.finish()?.sync_all()?;
+    Ok(path)
+}
+
+fn run_hello(install: &Path) -> Result<String> {
+    let out = Command::new(install.join("bin/hello"))
+        .output()
+        .context("running the installed app")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Runs `upkeep demo`.
+pub fn run(args: DemoArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let plugins = plugin_dir(args.plugins.as_deref())?;
+    let exe = std::env::current_exe().context("locating the upkeep binary")?;
+    let temp;
+    let work = match &args.keep {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            dir.canonicalize()?
+        }
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("upkeep-demo-")
+                .tempdir()
+                .context("creating a temporary directory")?;
+            temp.path().to_path_buf()
+        }
+    };
+    let mut d = Demo {
+        exe,
+        work,
+        plugins,
+        step: 0,
+    };
+    println!("upkeep demo: a vendor publishes, a machine installs and updates, all on loopback");
+    println!("working in {}", d.work.display());
+
+    d.step("The vendor creates a signed repository");
+    let repo = d.path("vendor/repo");
+    d.upkeep(&[os("repo"), os("init"), repo.as_os_str()], false)?;
+    d.note("TUF roles root, targets, snapshot, timestamp (ed25519) and a P-256 key for signed responses");
+
+    d.step("The vendor publishes version 1.0 of the app");
+    let v1 = write_payload(&d.path("vendor/build-1.0"), "1.0")?;
+    d.upkeep(
+        &[
+            os("repo"),
+            os("add"),
+            repo.as_os_str(),
+            os("--app"),
+            os(APP),
+            os("--version"),
+            os("1.0"),
+            v1.as_os_str(),
+        ],
+        false,
+    )?;
+    d.note(&format!(
+        "{APP} 1.0: {}",
+        v1.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+
+    d.step("The vendor serves the repository on loopback");
+    let server = d.serve(&repo)?;
+    d.note(&format!(
+        "reference server at {} (Omaha JSON, TUF metadata, targets, event store)",
+        server.url
+    ));
+
+    d.step("A machine trusts the repository and registers the app");
+    let state = d.path("machine/state");
+    let install = d.path("machine/apps/hello");
+    std::fs::create_dir_all(&state)?;
+    std::fs::create_dir_all(&install)?;
+    let client_dir = repo.join("client");
+    let template = std::fs::read_to_string(client_dir.join("config.toml"))
+        .context("reading the repository's client config")?;
+    let mut config = String::new();
+    for line in template.lines() {
+        let line = line.trim_start();
+        let rewritten = if line.starts_with("server") {
+            format!("server = \"{}\"", server.url)
+        } else if line.starts_with("tuf_root") {
+            format!("tuf_root = \"{}\"", client_dir.join("root.json").display())
+        } else if line.starts_with("cup_public_key") {
+            format!(
+                "cup_public_key = \"{}\"",
+                client_dir.join("cup.pub.pem").display()
+            )
+        } else if line.starts_with("telemetry") {
+            continue;
+        } else {
+            line.to_string()
+        };
+        config.push_str(&rewritten);
+        config.push('\n');
+    }
+    config.push_str(&format!(
+        "telemetry = [\"{}\"]\n",
+        d.plugins.join("telemetry-jsonl.wasm").display()
+    ));
+    let config_path = state.join("config.toml");
+    std::fs::File::create(&config_path)?.write_all(config.as_bytes())?;
+    let installer = d.plugins.join("install-archive.wasm");
+    let existence = d.plugins.join("exists-path.wasm");
+    d.upkeep(
+        &[
+            os("register"),
+            os("--app"),
+            os(APP),
+            os("--version"),
+            os("0"),
+            os("--install-dir"),
+            install.as_os_str(),
+            os("--installer"),
+            installer.as_os_str(),
+            os("--existence"),
+            existence.as_os_str(),
+            os("--marker"),
+            os("bin/hello"),
+            os("--root"),
+            state.as_os_str(),
+        ],
+        false,
+    )?;
+    d.note(
+        "pinned: the TUF root and the server's response key, from the repository's client/ folder",
+    );
+    d.note("plugins: install-archive (installer), exists-path (existence checker), telemetry-jsonl (telemetry sink)");
+
+    let update = |d: &Demo| d.upkeep(&[os("update"), os("--root"), state.as_os_str()], true);
+
+    d.step("The machine checks for updates and installs 1.0");
+    update(&d)?;
+    d.note(&format!("the app says: {}", run_hello(&install)?));
+
+    d.step("The vendor publishes 2.0; the server picks it up without a restart");
+    let v2 = write_payload(&d.path("vendor/build-2.0"), "2.0")?;
+    d.upkeep(
+        &[
+            os("repo"),
+            os("add"),
+            repo.as_os_str(),
+            os("--app"),
+            os(APP),
+            os("--version"),
+            os("2.0"),
+            v2.as_os_str(),
+        ],
+        false,
+    )?;
+
+    d.step(
+        "The machine updates to 2.0 (signed response, TUF-checked package, sandboxed installer)",
+    );
+    update(&d)?;
+    d.note(&format!("the app says: {}", run_hello(&install)?));
+    let gone = !install.join("NOTES-1.0.txt").exists();
+    d.note(&format!(
+        "files only 1.0 had were removed: {}",
+        if gone { "yes" } else { "no" }
+    ));
+    if !gone {
+        bail!("NOTES-1.0.txt is still installed after the update to 2.0");
+    }
+
+    d.step("Nothing newer: the next check changes nothing");
+    update(&d)?;
+
+    d.step("What the telemetry sink recorded on the machine");
+    let sink = state.join("telemetry/telemetry-jsonl/events.jsonl");
+    let events =
+        std::fs::read_to_string(&sink).with_context(|| format!("reading {}", sink.display()))?;
+    for line in events.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}: not JSON", sink.display()))?;
+        let kind = match v["eventtype"].as_u64() {
+            Some(2) => "install".to_string(),
+            Some(3) => "update".to_string(),
+            Some(4) => "uninstall".to_string(),
+            Some(14) => "download".to_string(),
+            other => format!("event type {}", other.unwrap_or_default()),
+        };
+        let result = if v["eventresult"] == 1 {
+            "success".to_string()
+        } else {
+            format!("result {}", v["eventresult"])
+        };
+        let from = v["previousversion"]
+            .as_str()
+            .filter(|p| *p != "0")
+            .unwrap_or("nothing");
+        let to = v["nextversion"].as_str().unwrap_or("-");
+        d.note(&format!("{kind:<9} {from} -> {to}: {result}"));
+    }
+
+    d.step("What reached the server's event store");
+    let out = d.upkeep(
+        &[os("repo"), os("events"), repo.as_os_str(), os("--json")],
+        false,
+    )?;
+    let stored: serde_json::Value =
+        serde_json::from_str(&out).context("`repo events --json` did not print JSON")?;
+    let count = stored.as_array().map_or(0, Vec::len);
+    d.note(&format!(
+        "{count} events stored in {}",
+        repo.join("events.sqlite").display()
+    ));
+
+    d.step("The app is deleted by hand; the existence checker notices");
+    std::fs::remove_dir_all(&install).with_context(|| format!("removing {}", install.display()))?;
+    update(&d)?;
+
+    drop(server);
+    println!(
+        "\ndemo complete in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if args.keep.is_some() {
+        println!("everything is kept in {}", d.work.display());
+    }
+    Ok(ExitCode::Ok)
+}
