@@ -40,7 +40,7 @@ for name in "${names[@]}"; do
         [ "$t" = "$name" ] && dest=$out/test
     done
     # One cargo invocation per plugin: the SDK enables one world per build.
-    cargo build --release --quiet -p "$name"
+    cargo build --release --quiet --locked -p "$name"
     wasm=target/wasm32-wasip2/release/${name//-/_}.wasm
     cp "$wasm" "$dest/$name.wasm.tmp" && mv "$dest/$name.wasm.tmp" "$dest/$name.wasm"
     cp "$name/upkeep-plugin.toml" "$dest/$name.toml"
