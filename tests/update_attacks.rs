@@ -621,6 +621,7 @@ fn an_expired_timestamp_is_refused_as_a_freeze() {
     w.set_timestamp_expiry_days(0);
     w.publish(ALPHA, "2.0", &[("alpha.txt", "alpha 2.0\n")]);
     let before = w.snapshot();
+    let trusted = std::fs::read(w.state.join("tuf/timestamp.json")).unwrap();
     let out = w.update(&[]);
     expect_failure(
         &out,
@@ -630,6 +631,11 @@ fn an_expired_timestamp_is_refused_as_a_freeze() {
         ],
     );
     w.assert_unchanged(&before);
+    assert_eq!(
+        std::fs::read(w.state.join("tuf/timestamp.json")).unwrap(),
+        trusted,
+        "the expired timestamp became trusted"
+    );
     w.assert_error_event(ALPHA, 1, 20);
 
     // A fresh timestamp (`repo refresh`) lets the update through.
@@ -669,12 +675,18 @@ fn a_snapshot_of_another_publication_is_refused() {
             "snapshot.json",
         ],
     );
+    // The timestamp names the snapshot's length and hashes: whichever
+    // differs first is reported.
     assert!(
-        stderr.contains("hash mismatch") || stderr.contains("length"),
+        stderr.contains("3.snapshot.json: length") || stderr.contains("3.snapshot.json: sha256"),
         "{stderr}"
     );
     w.assert_unchanged(&before);
     assert!(!w.install_dir(ALPHA).exists());
+    assert!(
+        !w.state.join("tuf/snapshot.json").exists(),
+        "the mismatched snapshot became trusted"
+    );
     w.assert_error_event(ALPHA, 1, 20);
 }
 
