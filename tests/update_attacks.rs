@@ -261,8 +261,7 @@ impl World {
         let served = loop {
             match Served::start(&self.repo, listen, &self.path("server.log")) {
                 Ok(s) => break s,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
+                Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(e) => panic!(
