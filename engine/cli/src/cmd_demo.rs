@@ -41,13 +41,13 @@ fn plugin_dir(explicit: Option<&Path>) -> Result<PathBuf> {
         if let Some(p) = std::env::var_os("UPKEEP_PLUGIN_DIR") {
             candidates.push(PathBuf::from(p));
         }
-        if let Ok(exe) = std::env::current_exe() {
-            if let Some(bin_dir) = exe.parent() {
-                if let Some(up) = bin_dir.parent() {
-                    candidates.push(up.join("plugins"));
-                }
-                candidates.push(bin_dir.join("plugins"));
+        if let Ok(exe) = std::env::current_exe()
+            && let Some(bin_dir) = exe.parent()
+        {
+            if let Some(up) = bin_dir.parent() {
+                candidates.push(up.join("plugins"));
             }
+            candidates.push(bin_dir.join("plugins"));
         }
     }
     for c in &candidates {

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use upkeep_plugin_host::bindings::{existence, installer, qualifier, types};
 use upkeep_plugin_host::inspect::inspect;
-use upkeep_plugin_host::state::{LogRecord, Progress};
+use upkeep_plugin_host::state::{LogRecord, Progress, ProgressSink};
 use upkeep_plugin_host::{
     CallOptions, CallReport, ExistenceInput, HostConfig, InstallInput, Plugin, PluginHost,
     QualifyInput, TelemetryInput, World,
@@ -58,7 +58,7 @@ enum PluginCommand {
     /// Exit status: 0 when the plugin answered pass / present / success,
     /// 3 when it answered fail / absent / error, 1 when the call itself
     /// failed (the plugin could not be loaded, trapped or hit a limit).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -179,7 +179,7 @@ pub fn run(args: PluginArgs) -> Result<ExitCode> {
     })?;
     match args.command {
         PluginCommand::Inspect { file, json } => inspect_cmd(&host, &file, json),
-        PluginCommand::Run(run) => run_cmd(&host, run),
+        PluginCommand::Run(run) => run_cmd(&host, *run),
     }
 }
 
@@ -262,7 +262,7 @@ fn inspect_cmd(host: &PluginHost, file: &Path, json: bool) -> Result<ExitCode> {
 }
 
 /// Prints progress to stderr at most a few times a second.
-fn progress_printer(enabled: bool) -> Option<Box<dyn FnMut(&Progress) + Send>> {
+fn progress_printer(enabled: bool) -> Option<ProgressSink> {
     if !enabled {
         return None;
     }
@@ -577,7 +577,7 @@ fn event_from_json(v: &Value) -> Result<types::UpdateEvent> {
         other => bail!("errorcat {other} is not an Omaha error category (0 to 5)"),
     };
     let int = |k: &str| -> Result<i32> {
-        Ok(i32::try_from(n(k).unwrap_or(0)).with_context(|| format!("{k} out of range"))?)
+        i32::try_from(n(k).unwrap_or(0)).with_context(|| format!("{k} out of range"))
     };
     let mut e = default_event(&app_id, "");
     e.event_type = event_type;
