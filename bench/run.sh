@@ -1,8 +1,25 @@
 #!/usr/bin/env bash
 # Runs the benchmarks. Each prints its figures next to a baseline measured
 # in the same run, so the ratios hold whatever machine runs them.
+#
+#   bench/run.sh          the quick ones: plugin load and call costs
+#   bench/run.sh --all    also the end-to-end update of a 256 MiB payload
+#                         (bench/update_256mib.sh; a few minutes, ~1 GiB of
+#                         temporary disk)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+
+all=false
+for arg in "$@"; do
+    case $arg in
+        --all) all=true ;;
+        *) echo "usage: bench/run.sh [--all]" >&2; exit 2 ;;
+    esac
+done
+
 scripts/build-plugins.sh exists-path >/dev/null
 cargo bench -p upkeep-plugin-host --bench plugin_call
+if $all; then
+    bench/update_256mib.sh
+fi

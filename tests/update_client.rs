@@ -656,6 +656,8 @@ fn two_apps_update_in_one_request_and_report() {
     assert_eq!(apps.len(), 2, "{summary}");
     for app in apps {
         assert_eq!(app["result"], "updated", "{summary}");
+        assert!(app["install_time_ms"].is_u64(), "{summary}");
+        assert!(app["downloads"][0]["download_time_ms"].is_u64(), "{summary}");
     }
 
     // One update check for both apps, then one event ping.

@@ -489,11 +489,19 @@ enum Outcome {
         from: Version,
         to: Version,
         downloads: Vec<DownloadReport>,
+        install_time: Duration,
     },
     Failed {
         next: Option<Version>,
         failure: Failure,
     },
+}
+
+/// What applying one update did.
+struct Applied {
+    downloads: Vec<DownloadReport>,
+    /// Wall time of the installer: plugin load and call.
+    install_time: Duration,
 }
 
 /// Everything one `update` run shares.
@@ -641,7 +649,7 @@ impl<'a> Run<'a> {
         record: &AppRecord,
         check: &UpdateCheck,
         next: &Version,
-    ) -> Result<Vec<DownloadReport>, Failure> {
+    ) -> Result<Applied, Failure> {
         let packages = offered_packages(check).map_err(|e| {
             Failure::new(
                 ErrorCategory::UpdateCheck,
@@ -688,8 +696,12 @@ impl<'a> Run<'a> {
             let report = self.download(id, package, &request)?;
             reports.push(report);
         }
+        let install_started = Instant::now();
         self.install(id, record, check, next, &payload_dir)?;
-        Ok(reports)
+        Ok(Applied {
+            downloads: reports,
+            install_time: install_started.elapsed(),
+        })
     }
 
     fn download(
@@ -1104,7 +1116,7 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                             )),
                             Some(v) => run.apply(id, &record, check, v),
                         };
-                        let result = result.and_then(|downloads| {
+                        let result = result.and_then(|applied| {
                             let to = next.clone().unwrap_or_default();
                             updated.version = to.clone();
                             updated.updated_at = Some(unix_now());
@@ -1119,11 +1131,17 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                             })?;
                             prefs = candidate;
                             remove_old_payloads(&root, id, &to);
-                            Ok((to, downloads))
+                            Ok((to, applied))
                         });
                         let elapsed = Some(duration_ms(started.elapsed()));
                         match result {
-                            Ok((to, downloads)) => {
+                            Ok((
+                                to,
+                                Applied {
+                                    downloads,
+                                    install_time,
+                                },
+                            )) => {
                                 for (i, report) in downloads.iter().enumerate() {
                                     if report.reused {
                                         continue;
@@ -1161,6 +1179,7 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                                         from: record.version.clone(),
                                         to,
                                         downloads,
+                                        install_time,
                                     },
                                 );
                             }
@@ -1251,6 +1270,7 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                 from,
                 to,
                 downloads,
+                install_time,
             } => {
                 if !args.json {
                     if *from == Version::default() {
@@ -1272,6 +1292,7 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                 summary.push(json!({
                     "app": id, "result": "updated", "previous_version": from.to_string(),
                     "version": to.to_string(), "downloads": downloads,
+                    "install_time_ms": duration_ms(*install_time),
                 }));
             }
             Outcome::Failed { next, failure } => {

@@ -271,6 +271,10 @@ impl PluginHost {
         wasi.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
+        // Calls are synchronous: let file operations block this thread
+        // rather than hop to tokio's blocking pool and back for each one
+        // (a 4 KiB write each, for a plugin writing with Rust's std).
+        wasi.allow_blocking_current_thread(true);
         let stdout = MemoryOutputPipe::new(self.config.max_stdio_bytes);
         let stderr = MemoryOutputPipe::new(self.config.max_stdio_bytes);
         wasi.stdout(stdout.clone()).stderr(stderr.clone());

@@ -466,6 +466,12 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
+/// Read size when sending a file. `tokio::fs::File` does every read on the
+/// blocking thread pool: with `ReaderStream`'s default of 4 KiB, that hop per
+/// 4 KiB held a 256 MiB transfer over loopback to about 170 MB/s on a 2-core
+/// machine (1.6 GB/s with this size).
+const FILE_CHUNK: usize = 256 * 1024;
+
 async fn send_file(path: &Path, headers: &HeaderMap) -> std::io::Result<HttpResponse> {
     let mut file = tokio::fs::File::open(path).await?;
     let len = file.metadata().await?.len();
@@ -501,7 +507,7 @@ async fn send_file(path: &Path, headers: &HeaderMap) -> std::io::Result<HttpResp
     if start > 0 {
         file.seek(std::io::SeekFrom::Start(start)).await?;
     }
-    let stream = tokio_util::io::ReaderStream::new(file.take(count));
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(count), FILE_CHUNK);
     Ok(builder
         .status(status)
         .header(header::CONTENT_LENGTH, count)
