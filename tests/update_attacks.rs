@@ -496,11 +496,11 @@ fn three_apps_install_and_update_in_one_request() {
 
     let stdout = expect_success(&w.update(&[]));
     assert!(
-        stdout.contains(&format!("{ALPHA}: updated 0 -> 1.0")),
+        stdout.contains(&format!("{ALPHA}: installed 1.0")),
         "{stdout}"
     );
     assert!(
-        stdout.contains(&format!("{BRAVO}: updated 0 -> 2.5")),
+        stdout.contains(&format!("{BRAVO}: installed 2.5")),
         "{stdout}"
     );
     assert!(
@@ -716,7 +716,7 @@ fn an_unknown_app_fails_alone() {
         "{stderr}"
     );
     assert!(
-        text(&out.stdout).contains(&format!("{ALPHA}: updated 0 -> 1.0")),
+        text(&out.stdout).contains(&format!("{ALPHA}: installed 1.0")),
         "{}",
         text(&out.stdout)
     );
@@ -859,7 +859,7 @@ fn a_server_that_went_down_changes_nothing_and_a_restart_serves_again() {
     w.serve_at(&addr);
     let stdout = expect_success(&w.update(&[]));
     assert!(
-        stdout.contains(&format!("{ALPHA}: updated 0 -> 1.0")),
+        stdout.contains(&format!("{ALPHA}: installed 1.0")),
         "{stdout}"
     );
     assert_eq!(
