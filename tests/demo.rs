@@ -26,6 +26,8 @@ fn the_demo_installs_updates_and_reports() {
         "the app says: hello from org.example.hello 1.0",
         "the app says: hello from org.example.hello 2.0",
         "files only 1.0 had were removed: yes",
+        "/machine/apps/hello/current/bin/hello -> versions/2.0",
+        "1.0 is kept in versions/1.0 for `upkeep rollback`: yes",
         "demo complete",
     ] {
         assert!(

@@ -541,13 +541,21 @@ fn three_apps_install_and_update_in_one_request() {
         );
     }
 
-    // Installed by the real plugin, recorded in prefs.
+    // Installed by the real plugin into versions/<v>/, launched through
+    // current, recorded in prefs. Charlie's files from before the engine
+    // managed its versions stay where they were.
     let read = |id: &str, f: &str| std::fs::read_to_string(w.install_dir(id).join(f)).unwrap();
-    assert_eq!(read(ALPHA, "bin/alpha"), "alpha 1.0\n");
-    assert_eq!(read(BRAVO, "bravo.txt"), "bravo 2.5\n");
-    assert_eq!(read(CHARLIE, "charlie.txt"), "charlie 2.0\n");
-    assert_eq!(read(CHARLIE, "doc/NEWS"), "news\n");
+    assert_eq!(read(ALPHA, "current/bin/alpha"), "alpha 1.0\n");
+    assert_eq!(read(BRAVO, "current/bravo.txt"), "bravo 2.5\n");
+    assert_eq!(read(CHARLIE, "current/charlie.txt"), "charlie 2.0\n");
+    assert_eq!(read(CHARLIE, "current/doc/NEWS"), "news\n");
     assert_eq!(read(CHARLIE, "keep.txt"), "charlie settings\n");
+    for (id, v) in [(ALPHA, "1.0"), (BRAVO, "2.5"), (CHARLIE, "2.0")] {
+        assert_eq!(
+            std::fs::read_link(w.install_dir(id).join("current")).unwrap(),
+            Path::new("versions").join(v)
+        );
+    }
     assert_eq!(w.version(ALPHA), "1.0");
     assert_eq!(w.version(BRAVO), "2.5");
     assert_eq!(w.version(CHARLIE), "2.0");
@@ -649,7 +657,7 @@ fn an_expired_timestamp_is_refused_as_a_freeze() {
         "{stdout}"
     );
     assert_eq!(
-        std::fs::read_to_string(w.install_dir(ALPHA).join("alpha.txt")).unwrap(),
+        std::fs::read_to_string(w.install_dir(ALPHA).join("current/alpha.txt")).unwrap(),
         "alpha 2.0\n"
     );
 }
@@ -722,7 +730,7 @@ fn an_unknown_app_fails_alone() {
     );
     assert_eq!(w.version(ALPHA), "1.0");
     assert_eq!(
-        std::fs::read_to_string(w.install_dir(ALPHA).join("alpha.txt")).unwrap(),
+        std::fs::read_to_string(w.install_dir(ALPHA).join("current/alpha.txt")).unwrap(),
         "alpha 1.0\n"
     );
     // The stranger's registration and files are as they were.
@@ -863,7 +871,7 @@ fn a_server_that_went_down_changes_nothing_and_a_restart_serves_again() {
         "{stdout}"
     );
     assert_eq!(
-        std::fs::read_to_string(w.install_dir(ALPHA).join("alpha.txt")).unwrap(),
+        std::fs::read_to_string(w.install_dir(ALPHA).join("current/alpha.txt")).unwrap(),
         "alpha 1.0\n"
     );
     let events = w.app_events(ALPHA);

@@ -125,6 +125,25 @@ impl Server {
         format!("http://{}", self.addr)
     }
 
+    /// Publishes `version` of `id` (signed in new TUF targets); the server
+    /// offers it from now on.
+    fn publish(&self, id: &str, version: &str, name: &str, bytes: Vec<u8>) {
+        let mut st = self.state.lock().unwrap();
+        let id = id.to_ascii_lowercase();
+        st.repo
+            .add_target("targets", &format!("apps/{id}/{version}/{name}"), &bytes)
+            .unwrap();
+        st.repo.bump_targets("targets").unwrap();
+        st.releases.insert(
+            id,
+            Release {
+                version: version.parse().unwrap(),
+                name: name.to_owned(),
+                bytes,
+            },
+        );
+    }
+
     fn set_mode(&self, mode: Mode) {
         self.state.lock().unwrap().mode = mode;
     }
@@ -657,7 +676,10 @@ fn two_apps_update_in_one_request_and_report() {
     for app in apps {
         assert_eq!(app["result"], "updated", "{summary}");
         assert!(app["install_time_ms"].is_u64(), "{summary}");
-        assert!(app["downloads"][0]["download_time_ms"].is_u64(), "{summary}");
+        assert!(
+            app["downloads"][0]["download_time_ms"].is_u64(),
+            "{summary}"
+        );
     }
 
     // One update check for both apps, then one event ping.
@@ -691,15 +713,35 @@ fn two_apps_update_in_one_request_and_report() {
     let dl = kind(APP_A, 14);
     assert_eq!(dl["downloaded"], payload_a().len().to_string());
 
-    // Installed by the real plugin, recorded in prefs.
+    // Installed by the real plugin into versions/<v>/, launched through
+    // current, recorded in prefs.
     let a_dir = client.install_dir(APP_A);
     assert_eq!(
-        std::fs::read_to_string(a_dir.join("bin/alpha")).unwrap(),
+        std::fs::read_to_string(a_dir.join("current/bin/alpha")).unwrap(),
         "alpha 2.0\n"
     );
     assert_eq!(
-        std::fs::read_to_string(client.install_dir(APP_B).join("bravo.txt")).unwrap(),
+        std::fs::read_link(a_dir.join("current")).unwrap(),
+        Path::new("versions/2.0")
+    );
+    assert_eq!(
+        std::fs::read_to_string(client.install_dir(APP_B).join("current/bravo.txt")).unwrap(),
         "bravo 1.5\n"
+    );
+    assert_eq!(
+        std::fs::read_link(client.install_dir(APP_B).join("current")).unwrap(),
+        Path::new("versions/1.5")
+    );
+    // Alpha 1.0 was installed before the engine managed its versions: its
+    // files are left alone, and there is no previous version to go back to.
+    assert_eq!(
+        std::fs::read_to_string(a_dir.join("keep.txt")).unwrap(),
+        "alpha 1.0 data\n"
+    );
+    assert!(
+        client.prefs_json()["apps"][APP_A]
+            .get("previous_version")
+            .is_none()
     );
     assert_eq!(client.version(APP_A), "2.0");
     assert_eq!(client.version(APP_B), "1.5");
@@ -954,4 +996,157 @@ fn a_slow_server_is_abandoned() {
     );
     assert_eq!(client.prefs(), prefs);
     assert_error_event(&server, 1, 5);
+}
+
+fn payload_alpha(version: &str) -> Vec<u8> {
+    tar_gz(&[
+        ("bin/alpha", &format!("alpha {version}\n")),
+        (&format!("NOTES-{version}.txt"), "notes\n"),
+    ])
+}
+
+#[test]
+fn versions_switch_atomically_keep_the_previous_one_and_roll_back() {
+    let key = test_key();
+    let server = Server::start(
+        vec![(APP_A, "1.0", "alpha-1.0.tar.gz", payload_alpha("1.0"))],
+        &key,
+    );
+    let client = Client::new(&server.url(), &server.initial_root(), &key, false);
+    client.register(APP_A, "0");
+    let dir = client.install_dir(APP_A);
+    let current = || {
+        std::fs::read_link(dir.join("current"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    let running = || std::fs::read_to_string(dir.join("current/bin/alpha")).unwrap();
+    let versions = || {
+        let mut v: Vec<String> = std::fs::read_dir(dir.join("versions"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let previous = || client.prefs_json()["apps"][APP_A]["previous_version"].clone();
+
+    // First install: versions/1.0, current points at it, nothing to go back to.
+    let out = client.run(&["update"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(current(), "versions/1.0");
+    assert_eq!(running(), "alpha 1.0\n");
+    assert_eq!(versions(), ["1.0"]);
+    assert_eq!(previous(), Value::Null);
+
+    // A 2.0 the installer cannot unpack: current and 1.0 stay, no versions/2.0.
+    server.publish(
+        APP_A,
+        "2.0",
+        "alpha-2.0.tar.gz",
+        b"not a gzip stream".to_vec(),
+    );
+    let prefs = client.prefs();
+    let installed = tree(&dir);
+    let out = client.run(&["update"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("installer install-archive failed with code 21"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(current(), "versions/1.0");
+    assert_eq!(running(), "alpha 1.0\n");
+    assert_eq!(versions(), ["1.0"]);
+    assert!(!dir.join("versions/2.0").exists());
+    assert_eq!(tree(&dir), installed);
+    assert_eq!(client.prefs(), prefs);
+
+    // 3.0 works: current switches, 1.0 is kept as the previous version.
+    server.publish(APP_A, "3.0", "alpha-3.0.tar.gz", payload_alpha("3.0"));
+    let out = client.run(&["update"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(current(), "versions/3.0");
+    assert_eq!(running(), "alpha 3.0\n");
+    assert!(!dir.join("current/NOTES-1.0.txt").exists());
+    assert_eq!(versions(), ["1.0", "3.0"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("versions/1.0/bin/alpha")).unwrap(),
+        "alpha 1.0\n"
+    );
+    assert_eq!(previous(), "1.0");
+
+    // 4.0: 3.0 becomes the previous version, 1.0 is removed.
+    server.publish(APP_A, "4.0", "alpha-4.0.tar.gz", payload_alpha("4.0"));
+    let out = client.run(&["update"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(current(), "versions/4.0");
+    assert_eq!(versions(), ["3.0", "4.0"]);
+    assert_eq!(previous(), "3.0");
+    assert!(
+        std::fs::read_dir(&dir).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".tmp-")),
+        "a temporary link was left"
+    );
+
+    // Rollback: current goes back to 3.0, recorded and reported.
+    let posts_before = server.posts().len();
+    let out = client.run(&["rollback", "--app", APP_A]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("{APP_A}: rolled back 4.0 -> 3.0")),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(current(), "versions/3.0");
+    assert_eq!(running(), "alpha 3.0\n");
+    assert_eq!(versions(), ["3.0"]);
+    assert_eq!(client.version(APP_A), "3.0");
+    assert_eq!(previous(), Value::Null);
+    assert_eq!(server.posts().len(), posts_before + 1, "one event ping");
+    let events = ping_events(&server);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (app, e) = &events[0];
+    assert!(app.eq_ignore_ascii_case(APP_A));
+    assert_eq!(
+        (
+            e["eventtype"].clone(),
+            e["eventresult"].clone(),
+            e["previousversion"].clone(),
+            e["nextversion"].clone()
+        ),
+        (3.into(), 1.into(), "4.0".into(), "3.0".into())
+    );
+
+    // A second rollback has nothing to go back to and changes nothing.
+    let prefs = client.prefs();
+    let installed = tree(&dir);
+    let out = client.run(&["rollback", "--app", APP_A]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("has no previous version to roll back to"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(client.prefs(), prefs);
+    assert_eq!(tree(&dir), installed);
+    assert_eq!(current(), "versions/3.0");
+    assert_eq!(
+        server.posts().len(),
+        posts_before + 1,
+        "no ping for a refused rollback"
+    );
+
+    // An unregistered app is a clear error too.
+    let out = client.run(&["rollback", "--app", "org.example.nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("is not registered"),
+        "{}",
+        text(&out.stderr)
+    );
 }

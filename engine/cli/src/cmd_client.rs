@@ -1,8 +1,10 @@
-//! `upkeep register` and `upkeep update`: the machine side of the update
-//! path. One signed Omaha request for the registered apps; for each offered
-//! update, a TUF refresh and target lookup, a verified download, the app's
-//! installer plugin, the new version recorded atomically, an event ping and
-//! the telemetry sinks. See `docs/client.md`.
+//! `upkeep register`, `upkeep update` and `upkeep rollback`: the machine
+//! side of the update path. One signed Omaha request for the registered
+//! apps; for each offered update, a TUF refresh and target lookup, a
+//! verified download, the app's installer plugin writing a fresh
+//! `versions/<version>/`, the atomic switch of `current`, the new version
+//! recorded atomically, an event ping and the telemetry sinks. See
+//! `docs/client.md`.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -13,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use upkeep_core::appdir;
 use upkeep_core::cup::CupClient;
 use upkeep_core::download::{
     DownloadError, DownloadOptions, DownloadProgress, DownloadReport, DownloadRequest, Downloader,
@@ -101,6 +104,17 @@ pub struct UpdateArgs {
     /// Print a machine-readable JSON summary on stdout.
     #[arg(long)]
     json: bool,
+
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// `upkeep rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The registered app to switch back to its previous version.
+    #[arg(long = "app", value_name = "ID")]
+    app: String,
 
     #[command(flatten)]
     state: StateArgs,
@@ -334,6 +348,12 @@ pub fn register(args: RegisterArgs) -> Result<ExitCode> {
             .unwrap_or_default(),
         registered_at: previous.as_ref().map_or_else(unix_now, |p| p.registered_at),
         updated_at: previous.as_ref().and_then(|p| p.updated_at),
+        // The kept version stays usable only while the registration names
+        // the same installed version.
+        previous_version: previous
+            .as_ref()
+            .filter(|p| p.version == version)
+            .and_then(|p| p.previous_version.clone()),
     };
     prefs.apps.insert(id.clone(), record);
     prefs
@@ -408,6 +428,7 @@ mod service_code {
     pub const PLUGIN_LOAD: i64 = 10;
     pub const PLUGIN_CALL: i64 = 11;
     pub const INSTALL_DIR: i64 = 12;
+    pub const SWITCH: i64 = 13;
 }
 
 fn check_failure(e: &CheckError) -> Failure {
@@ -826,71 +847,132 @@ impl<'a> Run<'a> {
                 ),
             )
         })?;
-        let first_install = record.version == Version::default();
-        let arguments = check
-            .manifest
-            .as_ref()
-            .and_then(|m| m.arguments.as_deref())
-            .or_else(|| {
-                check
-                    .pipelines
-                    .first()
-                    .and_then(|p| p.operations.iter().find_map(|o| o.arguments.as_deref()))
-            })
-            .map(|a| a.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default();
-        let input = InstallInput {
-            operation: if first_install {
-                installer::Operation::Install
-            } else {
-                installer::Operation::Update
-            },
-            app_id: id.to_owned(),
-            from_version: (!first_install).then(|| record.version.to_string()),
-            to_version: next.to_string(),
-            arguments,
-            installer_data: None,
-            payload_dir: Some(payload_dir.to_path_buf()),
-            install_dir: record.install_dir.clone(),
-        };
-        let options = CallOptions {
-            app: Some(types::AppInfo {
-                app_id: id.to_owned(),
-                version: record.version.to_string(),
-                channel: record.channel.clone(),
-                brand: None,
-            }),
-            progress: None,
-        };
-        let report = host.install(&plugin, &input, options).map_err(|e| {
+        // What an interrupted earlier run left goes first: every version
+        // but the installed one and the kept previous one.
+        let mut keep = vec![&record.version];
+        keep.extend(record.previous_version.as_ref());
+        for (path, e) in appdir::prune(&record.install_dir, &keep) {
+            eprintln!(
+                "upkeep: warning: {id}: cannot remove {}: {e}",
+                path.display()
+            );
+        }
+        let version_dir = appdir::fresh_version_dir(&record.install_dir, next).map_err(|e| {
             Failure::new(
                 ErrorCategory::Service,
-                service_code::PLUGIN_CALL,
-                format!("installer plugin {} failed: {e}", plugin.name()),
+                service_code::INSTALL_DIR,
+                format!(
+                    "cannot create the install directory {}: {e}",
+                    appdir::version_dir(&record.install_dir, next).display()
+                ),
             )
         })?;
-        for log in &report.logs {
-            tracing::info!(plugin = plugin.name(), level = log.level, "{}", log.message);
+        let target = InstallTarget {
+            id,
+            record,
+            check,
+            next,
+            payload_dir,
+            version_dir: &version_dir,
+        };
+        let result = run_installer(host, &plugin, &target);
+        if result.is_err()
+            && let Err(e) = appdir::discard(&record.install_dir, next)
+        {
+            eprintln!(
+                "upkeep: warning: {id}: cannot remove {}: {e}",
+                version_dir.display()
+            );
         }
-        match report.value {
-            Ok(success) => {
-                if let Some(message) = success.message {
-                    eprintln!("{id}: {}: {message}", plugin.name());
-                }
-                Ok(())
+        result
+    }
+}
+
+/// What one installer call installs, and where.
+struct InstallTarget<'a> {
+    id: &'a str,
+    record: &'a AppRecord,
+    check: &'a UpdateCheck,
+    next: &'a Version,
+    payload_dir: &'a Path,
+    /// The fresh `versions/<next>/` handed to the plugin as `/install`.
+    version_dir: &'a Path,
+}
+
+/// Runs the installer plugin into the target's fresh version directory.
+fn run_installer(host: &PluginHost, plugin: &Plugin, t: &InstallTarget<'_>) -> Result<(), Failure> {
+    let InstallTarget {
+        id,
+        record,
+        check,
+        next,
+        payload_dir,
+        version_dir,
+    } = *t;
+    let first_install = record.version == Version::default();
+    let arguments = check
+        .manifest
+        .as_ref()
+        .and_then(|m| m.arguments.as_deref())
+        .or_else(|| {
+            check
+                .pipelines
+                .first()
+                .and_then(|p| p.operations.iter().find_map(|o| o.arguments.as_deref()))
+        })
+        .map(|a| a.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let input = InstallInput {
+        operation: if first_install {
+            installer::Operation::Install
+        } else {
+            installer::Operation::Update
+        },
+        app_id: id.to_owned(),
+        from_version: (!first_install).then(|| record.version.to_string()),
+        to_version: next.to_string(),
+        arguments,
+        installer_data: None,
+        payload_dir: Some(payload_dir.to_path_buf()),
+        install_dir: version_dir.to_path_buf(),
+    };
+    let options = CallOptions {
+        app: Some(types::AppInfo {
+            app_id: id.to_owned(),
+            version: record.version.to_string(),
+            channel: record.channel.clone(),
+            brand: None,
+        }),
+        progress: None,
+    };
+    let report = host.install(plugin, &input, options).map_err(|e| {
+        Failure::new(
+            ErrorCategory::Service,
+            service_code::PLUGIN_CALL,
+            format!("installer plugin {} failed: {e}", plugin.name()),
+        )
+    })?;
+    for log in &report.logs {
+        tracing::info!(plugin = plugin.name(), level = log.level, "{}", log.message);
+    }
+    match report.value {
+        Ok(success) => {
+            if let Some(message) = success.message {
+                eprintln!("{id}: {}: {message}", plugin.name());
             }
-            Err(e) => Err(Failure {
-                category: ErrorCategory::Install,
-                code: i64::from(e.code),
-                extra: i64::from(e.extra_code),
-                message: format!(
-                    "installer {} failed with code {}: {}",
-                    plugin.name(),
-                    e.code,
-                    e.message
-                ),
-            }),
+            Ok(())
         }
+        Err(e) => Err(Failure {
+            category: ErrorCategory::Install,
+            code: i64::from(e.code),
+            extra: i64::from(e.extra_code),
+            message: format!(
+                "installer {} failed with code {}: {}",
+                plugin.name(),
+                e.code,
+                e.message
+            ),
+        }),
     }
 }
 
@@ -1118,19 +1200,30 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                         };
                         let result = result.and_then(|applied| {
                             let to = next.clone().unwrap_or_default();
+                            let previous = switch_to_new(&record, &to)?;
                             updated.version = to.clone();
                             updated.updated_at = Some(unix_now());
+                            updated.previous_version = previous.clone();
                             let mut candidate = prefs.clone();
                             candidate.apps.insert(id.clone(), updated.clone());
-                            candidate.save(&prefs_path).map_err(|e| {
-                                Failure::new(
+                            if let Err(e) = candidate.save(&prefs_path) {
+                                undo_switch(id, &record, previous.as_ref(), &to);
+                                return Err(Failure::new(
                                     ErrorCategory::Service,
                                     service_code::PREFS,
                                     format!("installed {to}, but cannot record it: {e}"),
-                                )
-                            })?;
+                                ));
+                            }
                             prefs = candidate;
                             remove_old_payloads(&root, id, &to);
+                            let mut keep = vec![&to];
+                            keep.extend(previous.as_ref());
+                            for (path, e) in appdir::prune(&record.install_dir, &keep) {
+                                eprintln!(
+                                    "upkeep: warning: {id}: cannot remove the old version {}: {e}",
+                                    path.display()
+                                );
+                            }
                             Ok((to, applied))
                         });
                         let elapsed = Some(duration_ms(started.elapsed()));
@@ -1324,6 +1417,155 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
     } else {
         ExitCode::Ok
     })
+}
+
+/// Points the app's `current` at the freshly installed `to`. Returns the
+/// version it pointed at before, when that one is kept for rollback (it
+/// is in `versions/`); a first install, or an app installed before the
+/// engine managed its versions, has none. A failed switch removes `to`.
+fn switch_to_new(record: &AppRecord, to: &Version) -> Result<Option<Version>, Failure> {
+    let dir = &record.install_dir;
+    let before = appdir::current_version(dir);
+    let previous = (before.as_deref() == Some(record.version.to_string().as_str())
+        && appdir::version_dir(dir, &record.version).is_dir())
+    .then(|| record.version.clone());
+    if let Err(e) = appdir::switch_current(dir, to) {
+        let _ = appdir::discard(dir, to);
+        return Err(Failure::new(
+            ErrorCategory::Service,
+            service_code::SWITCH,
+            format!(
+                "cannot switch {} to {to}: {e}",
+                dir.join(appdir::CURRENT).display()
+            ),
+        ));
+    }
+    Ok(previous)
+}
+
+/// Puts `current` back as it was before `to` was switched in, and removes
+/// `to` (its version could not be recorded).
+fn undo_switch(id: &str, record: &AppRecord, previous: Option<&Version>, to: &Version) {
+    let dir = &record.install_dir;
+    let restored = match previous {
+        Some(v) => appdir::switch_current(dir, v),
+        None => std::fs::remove_file(dir.join(appdir::CURRENT)),
+    };
+    if let Err(e) = restored {
+        eprintln!(
+            "upkeep: warning: {id}: cannot put {} back: {e}",
+            dir.join(appdir::CURRENT).display()
+        );
+        return;
+    }
+    if let Err(e) = appdir::discard(dir, to) {
+        eprintln!("upkeep: warning: {id}: cannot remove {to}: {e}");
+    }
+}
+
+// ---------------------------------------------------------- rollback ----
+
+/// Runs `upkeep rollback`: points the app's `current` back at the version
+/// kept since its last update, records it, and reports the switch in an
+/// event ping (type 3, `previousversion` the version left,
+/// `nextversion` the one restored) and to the telemetry sinks.
+pub fn rollback(args: RollbackArgs) -> Result<ExitCode> {
+    let root = state_root(&args.state)?;
+    let config_file = config_path(&args.state, &root);
+    // A rollback is a recovery: it works without a usable configuration,
+    // only the report is then skipped.
+    let config = Config::load(&config_file);
+    let _lock = StateLock::acquire(&root, LOCK_TIMEOUT).with_context(|| {
+        format!(
+            "cannot lock the state directory {} ({LOCK_FILE})",
+            root.display()
+        )
+    })?;
+    let prefs_path = root.join(PREFS_FILE);
+    let mut prefs = Prefs::load(&prefs_path)?;
+    let id = args.app.to_ascii_lowercase();
+    let Some(record) = prefs.apps.get(&id).cloned() else {
+        bail!("app {} is not registered in {}", args.app, root.display());
+    };
+    let dir = &record.install_dir;
+    let Some(to) = record.previous_version.clone() else {
+        bail!(
+            "{id} has no previous version to roll back to (it is at {}; a version is kept only by a successful update, and a rollback uses it up)",
+            record.version
+        );
+    };
+    let from = record.version.clone();
+    if appdir::current_version(dir).as_deref() != Some(from.to_string().as_str()) {
+        bail!(
+            "{id}: {} does not point at the recorded version {from}; nothing was changed",
+            dir.join(appdir::CURRENT).display()
+        );
+    }
+    if !appdir::version_dir(dir, &to).is_dir() {
+        bail!(
+            "{id}: the previous version {to} is gone ({} does not exist); nothing was changed",
+            appdir::version_dir(dir, &to).display()
+        );
+    }
+    appdir::switch_current(dir, &to).with_context(|| {
+        format!(
+            "{id}: cannot switch {} back to {to}",
+            dir.join(appdir::CURRENT).display()
+        )
+    })?;
+    let mut updated = record.clone();
+    updated.version = to.clone();
+    updated.previous_version = None;
+    updated.updated_at = Some(unix_now());
+    let mut candidate = prefs.clone();
+    candidate.apps.insert(id.clone(), updated);
+    if let Err(e) = candidate.save(&prefs_path) {
+        if let Err(undo) = appdir::switch_current(dir, &from) {
+            eprintln!(
+                "upkeep: warning: {id}: cannot put {} back to {from}: {undo}",
+                dir.join(appdir::CURRENT).display()
+            );
+        }
+        return Err(e).with_context(|| format!("{id}: cannot record the rollback to {to}"));
+    }
+    prefs = candidate;
+    // The version rolled back from is not kept: the next update installs
+    // it afresh if the server still offers it.
+    for (path, e) in appdir::prune(dir, &[&to]) {
+        eprintln!(
+            "upkeep: warning: {id}: cannot remove {}: {e}",
+            path.display()
+        );
+    }
+    remove_old_payloads(&root, &id, &to);
+    println!("{id}: rolled back {from} -> {to}");
+
+    match config {
+        Err(e) => eprintln!("upkeep: warning: {id}: the rollback is not reported: {e:#}"),
+        Ok(config) => {
+            let http = ReqwestHttp::new()?;
+            let session = random_id().context("cannot draw a session id")?;
+            let mut run = Run {
+                root: root.clone(),
+                config,
+                http: &http,
+                host: None,
+                tuf: None,
+                session,
+                events: vec![Recorded {
+                    app_id: id.clone(),
+                    event: event(EventType::Update, None, &from, Some(&to)),
+                    download: None,
+                    timestamp_ms: now_ms(),
+                    duration_ms: None,
+                }],
+                tty: false,
+            };
+            send_ping(&run, &prefs, std::slice::from_ref(&id), &BTreeMap::new());
+            feed_telemetry(&mut run);
+        }
+    }
+    Ok(ExitCode::Ok)
 }
 
 /// Removes the payloads of an app's other versions once a new one is

@@ -197,8 +197,10 @@ fn write_payload(dir: &Path, version: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Runs the app the way it is launched: through the install directory's
+/// `current` link, which the engine switches atomically on every update.
 fn run_hello(install: &Path) -> Result<String> {
-    let out = Command::new(install.join("bin/hello"))
+    let out = Command::new(install.join("current/bin/hello"))
         .output()
         .context("running the installed app")?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -316,7 +318,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
             os("--existence"),
             existence.as_os_str(),
             os("--marker"),
-            os("bin/hello"),
+            os("current/bin/hello"),
             os("--root"),
             state.as_os_str(),
         ],
@@ -354,7 +356,22 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     update(&d)?;
     d.note(&format!("the app says: {}", run_hello(&install)?));
-    let gone = !install.join("NOTES-1.0.txt").exists();
+    let link = std::fs::read_link(install.join("current"))
+        .with_context(|| format!("reading {}", install.join("current").display()))?;
+    d.note(&format!(
+        "launched as {} -> {}",
+        install.join("current/bin/hello").display(),
+        link.display()
+    ));
+    let kept = install.join("versions/1.0/bin/hello").is_file();
+    d.note(&format!(
+        "1.0 is kept in versions/1.0 for `upkeep rollback`: {}",
+        if kept { "yes" } else { "no" }
+    ));
+    if !kept {
+        bail!("versions/1.0 was not kept after the update to 2.0");
+    }
+    let gone = !install.join("current/NOTES-1.0.txt").exists();
     d.note(&format!(
         "files only 1.0 had were removed: {}",
         if gone { "yes" } else { "no" }

@@ -46,6 +46,8 @@ enum Command {
     ///
     /// Exit status 0 when every app is up to date or was updated, 1 otherwise.
     Update(cmd_client::UpdateArgs),
+    /// Switch a registered app back to its previous version (kept since its last update).
+    Rollback(cmd_client::RollbackArgs),
 }
 
 /// How a command ended, as the process exit status.
@@ -70,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Command::Repo(args) => cmd_repo::run(args).map(|()| ExitCode::Ok),
         Command::Register(args) => cmd_client::register(args),
         Command::Update(args) => cmd_client::update(args),
+        Command::Rollback(args) => cmd_client::rollback(args),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod appdir;
 pub mod cup;
 pub mod download;
 pub mod durable;

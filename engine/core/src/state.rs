@@ -122,6 +122,10 @@ pub struct AppRecord {
     /// When the installed version was recorded (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<i64>,
+    /// The version installed before this one, kept in
+    /// `versions/<previous_version>/` for `upkeep rollback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_version: Option<Version>,
 }
 
 /// Everything in `prefs.json`.
@@ -289,6 +293,7 @@ mod tests {
             days: ActivityDays::default(),
             registered_at: 1_700_000_000,
             updated_at: None,
+            previous_version: Some("1.1".parse().unwrap()),
         }
     }
 
