@@ -454,6 +454,20 @@ fn build_engine(c: &HostConfig, pooling: bool) -> wasmtime::Result<Engine> {
         pool.max_tables_per_component(16);
         pool.max_memory_size((c.max_memory_mib as usize).saturating_mul(1024 * 1024));
         pool.table_elements(c.max_table_elements);
+        // A freed slot's pages are reset for the next store either by
+        // `madvise` (which the next call pays back in page faults, and a
+        // TLB flush) or by rewriting them in place, keeping them resident.
+        // Tables are small: rewrite their first 64 KiB in place. Linear
+        // memory is rewritten in place only where Linux's PAGEMAP_SCAN
+        // tells which pages the last call touched (up to 1 MiB of them);
+        // without it a plain `memset` of the whole range costs more than
+        // it saves. Either way the next store sees the original contents;
+        // the cost is that those pages stay resident while a slot is free.
+        pool.table_keep_resident(64 * 1024);
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
+            pool.pagemap_scan(wasmtime::Enabled::Yes);
+            pool.linear_memory_keep_resident(1024 * 1024);
+        }
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     Engine::new(&config)
