@@ -136,6 +136,20 @@ fn a_shadow_stack_overflow_is_a_trap() {
 }
 
 #[test]
+fn nothing_survives_from_one_call_to_the_next() {
+    let host = host();
+    let s = sandbox();
+    // Many calls, so pooled slots are reused, statics and heap included.
+    for _ in 0..50 {
+        let message = call(&host, "remember", &s).0.unwrap();
+        assert_eq!(
+            message, "call 1; found: nothing",
+            "state leaked between calls"
+        );
+    }
+}
+
+#[test]
 fn a_log_flood_is_capped() {
     let host = host();
     let s = sandbox();

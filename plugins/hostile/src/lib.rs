@@ -7,6 +7,11 @@ use upkeep_plugin_sdk::{InstallError, InstallRequest, InstallSuccess, Installer,
 
 struct Hostile;
 
+/// State a plugin might hope to carry from one call to the next: a static
+/// counter and a note on the heap.
+static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+static NOTE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
 /// Recursion on the wasm stack only (scalars live in wasm locals), so it
 /// runs into the host's wasm stack limit.
 #[inline(never)]
@@ -144,6 +149,12 @@ impl Installer for Hostile {
                 }
             }
             "panic" => panic!("the hostile plugin panics on purpose"),
+            "remember" => {
+                let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let mut slot = NOTE.lock().unwrap_or_else(|e| e.into_inner());
+                let note = slot.replace(format!("left by call {calls}"));
+                Ok(InstallSuccess { message: Some(format!("call {calls}; found: {}", note.unwrap_or_else(|| "nothing".into()))) })
+            }
             "escape" => Ok(InstallSuccess { message: Some(escape_attempts()) }),
             other => Err(InstallError { code: 99, extra_code: 0, message: format!("unknown mode {other:?}") }),
         }
