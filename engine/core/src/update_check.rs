@@ -93,6 +93,35 @@ pub fn exchange(
     cup: &CupClient,
     request: &Request,
 ) -> Result<Exchange, CheckError> {
+    let (bytes, retry_after) = signed_post(http, server, cup, request)?;
+    let parsed = parse_response(&bytes, request.protocol).map_err(CheckError::Malformed)?;
+    Ok(Exchange {
+        response: parsed,
+        retry_after,
+    })
+}
+
+/// Posts an event ping (`request` carries events and no update check),
+/// signed like an update check. The server's answer must be a 200 whose
+/// CUP proof verifies; its body is not interpreted.
+pub fn send_events(
+    http: &dyn HttpClient,
+    server: &str,
+    cup: &CupClient,
+    request: &Request,
+) -> Result<(), CheckError> {
+    signed_post(http, server, cup, request).map(|_| ())
+}
+
+/// The exchange both share: sign, post, require 200, read (capped), verify
+/// the CUP proof over the bytes received. Returns the verified body and the
+/// server's `X-Retry-After`, which counts only once the proof verified.
+fn signed_post(
+    http: &dyn HttpClient,
+    server: &str,
+    cup: &CupClient,
+    request: &Request,
+) -> Result<(Vec<u8>, Option<Duration>), CheckError> {
     let body = request.to_body();
     let signed = cup
         .sign_request(body.as_bytes())
@@ -118,46 +147,7 @@ pub fn exchange(
     )
     .map_err(CheckError::Cup)?;
     let retry_after = response.header("x-retry-after").and_then(parse_retry_after);
-    let parsed = parse_response(&bytes, request.protocol).map_err(CheckError::Malformed)?;
-    Ok(Exchange {
-        response: parsed,
-        retry_after,
-    })
-}
-
-/// Posts an event ping (`request` carries events and no update check),
-/// signed like an update check. The server's answer must be a 200 whose
-/// CUP proof verifies; its body is not interpreted.
-pub fn send_events(
-    http: &dyn HttpClient,
-    server: &str,
-    cup: &CupClient,
-    request: &Request,
-) -> Result<(), CheckError> {
-    let body = request.to_body();
-    let signed = cup
-        .sign_request(body.as_bytes())
-        .map_err(CheckError::Sign)?;
-    let url = format!("{}?{}", endpoint(server), signed.query());
-    let mut response = http
-        .post(&url, request.protocol.content_type(), body.as_bytes())
-        .map_err(CheckError::Unreachable)?;
-    if response.status != 200 {
-        return Err(CheckError::Status {
-            status: response.status,
-        });
-    }
-    let bytes = read_capped(&mut response.body, MAX_RESPONSE_BYTES).map_err(|e| match e {
-        ReadError::TooLong { max } => CheckError::TooLarge { max },
-        ReadError::Io(e) => CheckError::Read(e.to_string()),
-    })?;
-    cup.verify_response(
-        &signed,
-        &bytes,
-        response.header(SERVER_PROOF_HEADER),
-        response.header(ETAG_HEADER),
-    )
-    .map_err(CheckError::Cup)
+    Ok((bytes, retry_after))
 }
 
 /// One package an update check offers.
