@@ -132,6 +132,24 @@ impl Demo {
         Ok(stdout)
     }
 
+    /// Builds the payload of `version` and adds it to the repository.
+    fn publish(&self, repo: &Path, version: &str) -> Result<PathBuf> {
+        let payload = write_payload(&self.path(&format!("vendor/build-{version}")), version)?;
+        let args = [
+            os("repo"),
+            os("add"),
+            repo.as_os_str(),
+            os("--app"),
+            os(APP),
+            os("--version"),
+            os(version),
+        ];
+        let mut args = args.to_vec();
+        args.push(payload.as_os_str());
+        self.upkeep(&args, false)?;
+        Ok(payload)
+    }
+
     fn serve(&self, repo: &Path) -> Result<Server> {
         let mut child = Command::new(&self.exe)
             .args(["repo", "serve"])
@@ -240,20 +258,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     d.note("TUF roles root, targets, snapshot, timestamp (ed25519) and a P-256 key for signed responses");
 
     d.step("The vendor publishes version 1.0 of the app");
-    let v1 = write_payload(&d.path("vendor/build-1.0"), "1.0")?;
-    d.upkeep(
-        &[
-            os("repo"),
-            os("add"),
-            repo.as_os_str(),
-            os("--app"),
-            os(APP),
-            os("--version"),
-            os("1.0"),
-            v1.as_os_str(),
-        ],
-        false,
-    )?;
+    let v1 = d.publish(&repo, "1.0")?;
     d.note(&format!(
         "{APP} 1.0: {}",
         v1.file_name()
@@ -336,20 +341,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     d.note(&format!("the app says: {}", run_hello(&install)?));
 
     d.step("The vendor publishes 2.0; the server picks it up without a restart");
-    let v2 = write_payload(&d.path("vendor/build-2.0"), "2.0")?;
-    d.upkeep(
-        &[
-            os("repo"),
-            os("add"),
-            repo.as_os_str(),
-            os("--app"),
-            os(APP),
-            os("--version"),
-            os("2.0"),
-            v2.as_os_str(),
-        ],
-        false,
-    )?;
+    d.publish(&repo, "2.0")?;
 
     d.step(
         "The machine updates to 2.0 (signed response, TUF-checked package, sandboxed installer)",
