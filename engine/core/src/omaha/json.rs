@@ -445,6 +445,19 @@ fn updatecheck_head(uc: &UpdateCheck) -> Obj {
     o
 }
 
+/// The members of a response app both JSON dialects write alike: id,
+/// status, cohort fields, `_` extras and data.
+fn app_head(app: &App) -> Obj {
+    let mut o = Obj::new();
+    o.insert("appid".into(), json!(app.appid.as_str()));
+    o.insert("status".into(), json!(app.status.as_str()));
+    cohort_and_extras(&mut o, app);
+    if !app.data.is_empty() {
+        o.insert("data".into(), data_json(&app.data));
+    }
+    o
+}
+
 /// Writes a response as protocol 3.1 JSON, safe-JSON prefix included.
 pub(crate) fn write_response31(response: &Response) -> String {
     let mut r = response_head(response, Protocol::Json31);
@@ -452,13 +465,7 @@ pub(crate) fn write_response31(response: &Response) -> String {
         .apps
         .iter()
         .map(|app| {
-            let mut o = Obj::new();
-            o.insert("appid".into(), json!(app.appid.as_str()));
-            o.insert("status".into(), json!(app.status.as_str()));
-            cohort_and_extras(&mut o, app);
-            if !app.data.is_empty() {
-                o.insert("data".into(), data_json(&app.data));
-            }
+            let mut o = app_head(app);
             if let Some(uc) = &app.updatecheck {
                 let mut u = updatecheck_head(uc);
                 if !uc.actions.is_empty() {
@@ -525,13 +532,7 @@ pub(crate) fn write_response40(response: &Response) -> String {
         .apps
         .iter()
         .map(|app| {
-            let mut o = Obj::new();
-            o.insert("appid".into(), json!(app.appid.as_str()));
-            o.insert("status".into(), json!(app.status.as_str()));
-            cohort_and_extras(&mut o, app);
-            if !app.data.is_empty() {
-                o.insert("data".into(), data_json(&app.data));
-            }
+            let mut o = app_head(app);
             if let Some(uc) = &app.updatecheck {
                 let mut u = updatecheck_head(uc);
                 if let Some(v) = &uc.next_version {
