@@ -13,5 +13,8 @@ cd "$root"
 echo "==> building plugins (scripts/build-plugins.sh)"
 scripts/build-plugins.sh
 
+echo "==> building the systemd shim library (its loader's tests load it)"
+cargo build --locked -p upkeep-shim-systemd
+
 echo "==> cargo test"
 cargo test --workspace --locked "$@"
