@@ -284,6 +284,12 @@ impl Shim {
                 STATUS_BUFFER_TOO_SMALL if out.len > capacity && out.len <= DESCRIBE_LIMIT => {
                     capacity = out.len;
                 }
+                STATUS_BUFFER_TOO_SMALL => {
+                    return Err(self.bad_table(&format!(
+                        "describe asked for {} bytes with {capacity} given (limit {DESCRIBE_LIMIT})",
+                        out.len
+                    )));
+                }
                 _ => return Err(call_error(&self.path, "describe", status, &text, &out)),
             }
         }

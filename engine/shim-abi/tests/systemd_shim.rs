@@ -302,6 +302,24 @@ fn a_missing_library_names_its_path() {
 }
 
 #[test]
+fn a_long_description_is_fetched_with_a_larger_buffer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shim = Shim::load(&systemd_shim_lib(), &config(tmp.path())).unwrap();
+    // Longer than the loader's first describe buffer (8 KiB): the shim
+    // answers "buffer too small" with the size, and the loader asks again.
+    let long = "x".repeat(20_000);
+    shim.register_service(Path::new("/opt/upkeep"), std::slice::from_ref(&long))
+        .unwrap();
+    let description = shim.describe().unwrap();
+    assert!(description.len() > 20_000);
+    assert!(
+        description.ends_with(&format!("ExecStart=/opt/upkeep {long}")),
+        "{}",
+        &description[..200]
+    );
+}
+
+#[test]
 fn one_shim_serves_several_threads() {
     let tmp = tempfile::tempdir().unwrap();
     let shim = Shim::load(&systemd_shim_lib(), &config(tmp.path())).unwrap();
