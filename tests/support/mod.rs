@@ -50,3 +50,4 @@ pub fn plugin_path(name: &str) -> PathBuf {
         dir.display()
     );
 }
+pub mod world;

@@ -16,16 +16,21 @@ use clap::Args;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use upkeep_core::appdir;
+use upkeep_core::crash;
 use upkeep_core::cup::CupClient;
 use upkeep_core::download::{
     DownloadError, DownloadOptions, DownloadProgress, DownloadReport, DownloadRequest, Downloader,
 };
 use upkeep_core::http::HttpTransport;
+use upkeep_core::lifecycle;
 use upkeep_core::omaha::{
     AppStatus, ErrorCategory, Event, EventResult, EventType, Os, Protocol, RequestApp,
     RequestBuilder, UpdateCheck, UpdateCheckStatus, random_id,
 };
-use upkeep_core::state::{AppRecord, LOCK_FILE, PREFS_FILE, PluginRef, Prefs, StateLock};
+use upkeep_core::state::{
+    AppRecord, LOCK_FILE, PREFS_FILE, PluginRef, Prefs, Qualification, StagedBinary, StateLock,
+    SwitchKind,
+};
 use upkeep_core::tuf::{SystemClock, Updater, UpdaterConfig, init_trusted_root};
 use upkeep_core::update_check::{
     self, CheckError, OfferedPackage, agree, offered_packages, target_path,
@@ -46,15 +51,22 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 const DOWNLOADER: &str = "upkeep-http";
 
 /// Where the client keeps its state and finds its configuration.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct StateArgs {
-    /// The state directory [default: $XDG_DATA_HOME/upkeep, else ~/.local/share/upkeep].
-    #[arg(long, value_name = "DIR")]
-    root: Option<PathBuf>,
+    /// The state directory. Default: the installation the running binary
+    /// belongs to (`<root>/versions/<v>/upkeep`), else the per-user scope
+    /// ($XDG_DATA_HOME/upkeep, else ~/.local/share/upkeep).
+    #[arg(long, value_name = "DIR", conflicts_with = "system")]
+    pub(crate) root: Option<PathBuf>,
+
+    /// Use the system-wide scope, /var/lib/upkeep (root-owned), instead of
+    /// the per-user one. The two never touch each other.
+    #[arg(long)]
+    pub(crate) system: bool,
 
     /// The client configuration [default: <root>/config.toml].
     #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }
 
 /// `upkeep register`.
@@ -135,6 +147,59 @@ struct ConfigFile {
     telemetry: Vec<PathBuf>,
     #[serde(default)]
     download: DownloadConfig,
+    /// Minutes between update checks on `upkeep wake` (default 300).
+    check_interval_minutes: Option<u64>,
+    updater: Option<UpdaterConfigFile>,
+    qualification: Option<QualificationConfigFile>,
+}
+
+/// `[updater]`: upkeep updates itself as this app.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdaterConfigFile {
+    app: String,
+    #[serde(default)]
+    mode: UpdaterMode,
+    shim: Option<PathBuf>,
+    #[serde(default)]
+    shim_config: BTreeMap<String, String>,
+}
+
+/// `[qualification]`: what a new updater version must pass.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QualificationConfigFile {
+    app: String,
+    installer: PathBuf,
+    qualifier: PathBuf,
+}
+
+/// How upkeep replaces itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum UpdaterMode {
+    /// New versions install into `versions/<v>/`, qualify and activate.
+    #[default]
+    SideBySide,
+    /// The running binary is replaced in place and re-executed.
+    SingleBinary,
+}
+
+/// The `[updater]` section, resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct SelfUpdateConfig {
+    pub(crate) app: String,
+    pub(crate) mode: UpdaterMode,
+    pub(crate) shim: Option<PathBuf>,
+    pub(crate) shim_config: Vec<(String, String)>,
+}
+
+/// The `[qualification]` section, resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct QualificationConfig {
+    pub(crate) app: String,
+    pub(crate) installer: PathBuf,
+    pub(crate) qualifier: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,17 +214,20 @@ fn default_protocol() -> String {
 }
 
 /// The client configuration, with paths resolved and keys loaded.
-struct Config {
+pub(crate) struct Config {
     server: String,
     protocol: Protocol,
     tuf_root: PathBuf,
     cup: CupClient,
     telemetry: Vec<PathBuf>,
     download: DownloadOptions,
+    pub(crate) check_interval: Duration,
+    pub(crate) updater: Option<SelfUpdateConfig>,
+    pub(crate) qualification: Option<QualificationConfig>,
 }
 
 impl Config {
-    fn load(path: &Path) -> Result<Self> {
+    pub(crate) fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the client configuration {}", path.display()))?;
         let file: ConfigFile = toml::from_str(&text)
@@ -214,15 +282,58 @@ impl Config {
             cup,
             telemetry: file.telemetry.iter().map(|p| resolve(p)).collect(),
             download,
+            check_interval: Duration::from_secs(
+                file.check_interval_minutes
+                    .unwrap_or(300)
+                    .saturating_mul(60),
+            ),
+            updater: match file.updater {
+                None => None,
+                Some(u) => Some(SelfUpdateConfig {
+                    app: check_app_id(&u.app)
+                        .with_context(|| format!("{}: [updater] app", path.display()))?,
+                    mode: u.mode,
+                    shim: u.shim.as_deref().map(resolve),
+                    shim_config: u.shim_config.into_iter().collect(),
+                }),
+            },
+            qualification: match file.qualification {
+                None => None,
+                Some(q) => Some(QualificationConfig {
+                    app: check_app_id(&q.app)
+                        .with_context(|| format!("{}: [qualification] app", path.display()))?,
+                    installer: resolve(&q.installer),
+                    qualifier: resolve(&q.qualifier),
+                }),
+            },
         })
     }
 }
 
-fn state_root(args: &StateArgs) -> Result<PathBuf> {
+/// The system-wide state root.
+pub(crate) const SYSTEM_ROOT: &str = "/var/lib/upkeep";
+
+/// Resolves the state root: `--root`, else `--system`, else the
+/// installation the running binary belongs to, else the per-user scope.
+pub(crate) fn state_root(args: &StateArgs) -> Result<PathBuf> {
     if let Some(root) = &args.root {
         return std::path::absolute(root)
             .with_context(|| format!("cannot resolve --root {}", root.display()));
     }
+    if args.system {
+        return Ok(PathBuf::from(SYSTEM_ROOT));
+    }
+    if let Some(installed) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| lifecycle::installed_at(&exe))
+    {
+        return Ok(installed.root);
+    }
+    user_root()
+}
+
+/// The per-user state root.
+pub(crate) fn user_root() -> Result<PathBuf> {
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").map(PathBuf::from)
         && xdg.is_absolute()
     {
@@ -230,17 +341,17 @@ fn state_root(args: &StateArgs) -> Result<PathBuf> {
     }
     match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         Some(home) => Ok(PathBuf::from(home).join(".local/share/upkeep")),
-        None => bail!("no state directory: pass --root, or set XDG_DATA_HOME or HOME"),
+        None => bail!("no state directory: pass --root or --system, or set XDG_DATA_HOME or HOME"),
     }
 }
 
-fn config_path(args: &StateArgs, root: &Path) -> PathBuf {
+pub(crate) fn config_path(args: &StateArgs, root: &Path) -> PathBuf {
     args.config
         .clone()
         .unwrap_or_else(|| root.join("config.toml"))
 }
 
-fn plugin_host(root: &Path) -> Result<PluginHost> {
+pub(crate) fn plugin_host(root: &Path) -> Result<PluginHost> {
     PluginHost::new(HostConfig::with_cache(root.join("plugin-cache")))
         .context("cannot start the plugin host")
 }
@@ -268,7 +379,7 @@ fn check_app_id(id: &str) -> Result<String> {
     Ok(lower)
 }
 
-fn load_plugin(host: &PluginHost, path: &Path, world: World) -> Result<Plugin> {
+pub(crate) fn load_plugin(host: &PluginHost, path: &Path, world: World) -> Result<Plugin> {
     let plugin = host
         .load(path)
         .with_context(|| format!("cannot load plugin {}", path.display()))?;
@@ -283,6 +394,24 @@ fn load_plugin(host: &PluginHost, path: &Path, world: World) -> Result<Plugin> {
 }
 
 // ---------------------------------------------------------- register ----
+
+/// A fresh registration at `version` in `install_dir`, without plugins.
+pub(crate) fn new_record(version: Version, install_dir: PathBuf) -> AppRecord {
+    AppRecord {
+        version,
+        install_dir,
+        installer: None,
+        updater: false,
+        existence: None,
+        marker: None,
+        channel: None,
+        cohort: Default::default(),
+        days: Default::default(),
+        registered_at: unix_now(),
+        updated_at: None,
+        previous_version: None,
+    }
+}
 
 /// Runs `upkeep register`.
 pub fn register(args: RegisterArgs) -> Result<ExitCode> {
@@ -334,7 +463,8 @@ pub fn register(args: RegisterArgs) -> Result<ExitCode> {
     let record = AppRecord {
         version: version.clone(),
         install_dir,
-        installer,
+        installer: Some(installer),
+        updater: false,
         existence,
         marker: args.marker,
         channel: args.channel,
@@ -420,6 +550,11 @@ mod download_code {
     pub const TUF_REFRESH: i64 = 20;
     pub const TUF_TARGET: i64 = 21;
     pub const DISAGREEMENT: i64 = 22;
+}
+
+/// Error codes of installs the engine does itself (errorcat 3).
+mod install_code {
+    pub const UPDATER: i64 = 1;
 }
 
 /// Error codes of the engine itself (errorcat 4).
@@ -511,6 +646,8 @@ enum Outcome {
         to: Version,
         downloads: Vec<DownloadReport>,
         install_time: Duration,
+        /// An updater version installed side by side, not switched to yet.
+        staged: bool,
     },
     Failed {
         next: Option<Version>,
@@ -525,19 +662,97 @@ struct Applied {
     install_time: Duration,
 }
 
+/// How a verified and installed update was committed.
+enum Committed {
+    /// The app's `current` now points at it (recorded).
+    Switched,
+    /// An updater version installed side by side: activation switches.
+    Staged,
+    /// A single-binary updater replaced in place (this path): re-executed
+    /// once the run ends.
+    Replaced(PathBuf),
+}
+
 /// Everything one `update` run shares.
 struct Run<'a> {
     root: PathBuf,
-    config: Config,
+    config: &'a Config,
     http: &'a ReqwestHttp,
     host: Option<PluginHost>,
     tuf: Option<Result<Updater<HttpTransport<&'a ReqwestHttp>, SystemClock>, String>>,
     session: String,
     events: Vec<Recorded>,
     tty: bool,
+    /// A single-binary updater staged beside the running binary by
+    /// [`Run::install_updater`], renamed over it by [`Run::commit`].
+    staged_binary: Option<StagedBinary>,
 }
 
 impl<'a> Run<'a> {
+    /// Records an installed update: switches the app's `current` through the
+    /// journal (or, for the updater itself, leaves the staged version to
+    /// activation or renames the staged binary in place), then removes
+    /// what the new version made obsolete.
+    fn commit(
+        &mut self,
+        prefs_path: &Path,
+        prefs: &mut Prefs,
+        id: &str,
+        record: &AppRecord,
+        mut updated: AppRecord,
+        to: &Version,
+    ) -> Result<Committed, Failure> {
+        let record_failure = |e: lifecycle::LifecycleError| {
+            let code = match e {
+                lifecycle::LifecycleError::State(_) => service_code::PREFS,
+                _ => service_code::SWITCH,
+            };
+            Failure::new(
+                ErrorCategory::Service,
+                code,
+                format!("installed {to}, but cannot switch to it: {e}"),
+            )
+        };
+        if record.updater {
+            if let Some(binary) = self.staged_binary.take() {
+                let exe = binary.path.clone();
+                updated.previous_version = Some(record.version.clone());
+                updated.version = to.clone();
+                updated.updated_at = Some(unix_now());
+                lifecycle::replace_binary(prefs_path, prefs, id, updated, binary)
+                    .map_err(record_failure)?;
+                remove_old_payloads(&self.root, id, to);
+                return Ok(Committed::Replaced(exe));
+            }
+            // The version is recorded when it activates.
+            prefs.apps.insert(id.to_owned(), updated);
+            return Ok(Committed::Staged);
+        }
+        let dir = &record.install_dir;
+        let previous = (appdir::current_version(dir).as_deref()
+            == Some(record.version.to_string().as_str())
+            && appdir::version_dir(dir, &record.version).is_dir())
+        .then(|| record.version.clone());
+        updated.version = to.clone();
+        updated.updated_at = Some(unix_now());
+        updated.previous_version = previous.clone();
+        if let Err(e) = lifecycle::switch_app(prefs_path, prefs, id, SwitchKind::Update, updated) {
+            let _ = appdir::discard(dir, to);
+            return Err(record_failure(e));
+        }
+        remove_old_payloads(&self.root, id, to);
+        let mut keep = vec![to];
+        keep.extend(previous.as_ref());
+        for (path, e) in appdir::prune(dir, &keep) {
+            eprintln!(
+                "upkeep: warning: {id}: cannot remove the old version {}: {e}",
+                path.display()
+            );
+        }
+        crash::point("update.pruned");
+        Ok(Committed::Switched)
+    }
+
     fn host(&mut self) -> Result<&PluginHost, Failure> {
         if self.host.is_none() {
             let host = plugin_host(&self.root).map_err(|e| {
@@ -816,7 +1031,17 @@ impl<'a> Run<'a> {
         next: &Version,
         payload_dir: &Path,
     ) -> Result<(), Failure> {
-        let plugin_path = record.installer.path.clone();
+        if record.updater {
+            return self.install_updater(next, payload_dir);
+        }
+        let Some(installer) = record.installer.clone() else {
+            return Err(Failure::new(
+                ErrorCategory::Service,
+                service_code::PLUGIN_LOAD,
+                format!("{id} has no installer plugin; register it again with --installer"),
+            ));
+        };
+        let plugin_path = installer.path.clone();
         let host = self.host()?;
         let plugin = load_plugin(host, &plugin_path, World::Installer).map_err(|e| {
             Failure::new(
@@ -825,7 +1050,7 @@ impl<'a> Run<'a> {
                 format!("{e:#}"),
             )
         })?;
-        if plugin.content_hash() != record.installer.sha256 {
+        if plugin.content_hash() != installer.sha256 {
             return Err(Failure::new(
                 ErrorCategory::Service,
                 service_code::PLUGIN_LOAD,
@@ -833,7 +1058,7 @@ impl<'a> Run<'a> {
                     "installer plugin {} changed since {id} was registered (sha256 {} now, {} then); register the app again to trust it",
                     plugin_path.display(),
                     plugin.content_hash(),
-                    record.installer.sha256
+                    installer.sha256
                 ),
             ));
         }
@@ -885,6 +1110,85 @@ impl<'a> Run<'a> {
             );
         }
         result
+    }
+
+    /// Installs a release of upkeep itself: side by side as
+    /// `versions/<next>/upkeep` with unqualified local prefs, or (single
+    /// binary) staged beside the running binary for [`Run::commit`].
+    fn install_updater(&mut self, next: &Version, payload_dir: &Path) -> Result<(), Failure> {
+        let fail = |what: String| Failure::new(ErrorCategory::Install, install_code::UPDATER, what);
+        let payload = single_file(payload_dir).map_err(|e| fail(format!("{e:#}")))?;
+        let mode = self
+            .config
+            .updater
+            .as_ref()
+            .map(|u| u.mode)
+            .unwrap_or_default();
+        match mode {
+            UpdaterMode::SideBySide => {
+                let dir = appdir::fresh_version_dir(&self.root, next).map_err(|e| {
+                    fail(format!(
+                        "cannot create {}: {e}",
+                        appdir::version_dir(&self.root, next).display()
+                    ))
+                })?;
+                crash::point("self-install.dir-created");
+                let result = (|| {
+                    copy_executable(&payload, &dir.join(lifecycle::BINARY))?;
+                    crash::point("self-install.binary-written");
+                    let local = Prefs {
+                        qualification: Some(Qualification {
+                            qualified: false,
+                            attempts: 0,
+                            last_attempt: None,
+                            detail: None,
+                        }),
+                        ..Prefs::default()
+                    };
+                    local
+                        .save(&lifecycle::local_prefs_path(&self.root, next))
+                        .map_err(anyhow::Error::from)?;
+                    crash::point("self-install.local-prefs-written");
+                    Ok::<(), anyhow::Error>(())
+                })();
+                result.map_err(|e| {
+                    let _ = appdir::discard(&self.root, next);
+                    fail(format!("cannot install upkeep {next} side by side: {e:#}"))
+                })
+            }
+            UpdaterMode::SingleBinary => {
+                let exe = std::env::current_exe()
+                    .map_err(|e| fail(format!("cannot find the running binary: {e}")))?;
+                let staged = exe.with_file_name(format!(".upkeep.new-{}", std::process::id()));
+                let result = (|| {
+                    copy_file_synced(&payload, &staged)?;
+                    let want = lifecycle::file_sha256(&payload)?;
+                    let got = lifecycle::file_sha256(&staged)?;
+                    if want != got {
+                        bail!("the staged copy has SHA-256 {got}, the verified download {want}");
+                    }
+                    Ok(StagedBinary {
+                        path: exe.clone(),
+                        staged: staged.clone(),
+                        sha256: got,
+                    })
+                })();
+                match result {
+                    Ok(binary) => {
+                        crash::point("self-install.binary-staged");
+                        self.staged_binary = Some(binary);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&staged);
+                        Err(fail(format!(
+                            "cannot stage upkeep {next} beside {}: {e:#}",
+                            exe.display()
+                        )))
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -980,20 +1284,48 @@ fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Runs `upkeep update`.
-pub fn update(args: UpdateArgs) -> Result<ExitCode> {
-    let root = state_root(&args.state)?;
-    let config_file = config_path(&args.state, &root);
-    let config = Config::load(&config_file)?;
-    let _lock = StateLock::acquire(&root, LOCK_TIMEOUT).with_context(|| {
-        format!(
-            "cannot lock the state directory {} ({LOCK_FILE})",
-            root.display()
-        )
-    })?;
-    let prefs_path = root.join(PREFS_FILE);
-    let mut prefs = Prefs::load(&prefs_path)?;
-    let ids: Vec<String> = match &args.app {
+/// What one check-and-apply pass did.
+pub(crate) struct Pass {
+    outcomes: BTreeMap<String, Outcome>,
+    all_ids: Vec<String>,
+    removed: BTreeMap<String, Version>,
+    retry_after: Option<Duration>,
+    session: String,
+    /// Updater versions this pass installed side by side.
+    pub(crate) staged: Vec<Version>,
+    /// The single-binary updater this pass replaced: its path and version.
+    pub(crate) replaced_binary: Option<(PathBuf, Version)>,
+}
+
+impl Pass {
+    /// Whether an app's update failed.
+    pub(crate) fn failed(&self) -> bool {
+        self.outcomes
+            .values()
+            .any(|o| matches!(o, Outcome::Failed { .. }))
+    }
+
+    /// The failures of this pass, one line each.
+    pub(crate) fn failure_text(&self) -> String {
+        self.outcomes
+            .iter()
+            .filter_map(|(id, o)| match o {
+                Outcome::Failed { failure, .. } => Some(format!("{id}: {}", failure.message)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// Whether the existence checks forgot an app.
+    pub(crate) fn removed_any(&self) -> bool {
+        !self.removed.is_empty()
+    }
+}
+
+/// Selects the apps of a pass: `only`, or every registered one.
+pub(crate) fn select_apps(root: &Path, prefs: &Prefs, only: Option<&str>) -> Result<Vec<String>> {
+    let ids: Vec<String> = match only {
         Some(app) => {
             let id = app.to_ascii_lowercase();
             if !prefs.apps.contains_key(&id) {
@@ -1009,6 +1341,46 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
             root.display()
         );
     }
+    Ok(ids)
+}
+
+/// Takes the state lock of `root`.
+pub(crate) fn lock_state(root: &Path) -> Result<StateLock> {
+    StateLock::acquire(root, LOCK_TIMEOUT).with_context(|| {
+        format!(
+            "cannot lock the state directory {} ({LOCK_FILE})",
+            root.display()
+        )
+    })
+}
+
+/// Runs `upkeep update`.
+pub fn update(args: UpdateArgs) -> Result<ExitCode> {
+    let root = state_root(&args.state)?;
+    let config_file = config_path(&args.state, &root);
+    let config = Config::load(&config_file)?;
+    let lock = lock_state(&root)?;
+    let prefs_path = root.join(PREFS_FILE);
+    let mut prefs = Prefs::load(&prefs_path)?;
+    crate::cmd_lifecycle::recover(&root, Some(&config), &mut prefs)?;
+    let ids = select_apps(&root, &prefs, args.app.as_deref())?;
+    let pass = check_and_apply(&root, &config, &prefs_path, &mut prefs, ids)?;
+    let code = print_pass(&pass, &prefs, args.json)?;
+    drop(lock);
+    crate::cmd_lifecycle::after_pass(&root, &args.state, &pass)?;
+    Ok(code)
+}
+
+/// One signed update check for `ids`, then every offered update
+/// downloaded, verified, installed and recorded; events reported to the
+/// server and the telemetry sinks. The caller holds the state lock.
+pub(crate) fn check_and_apply(
+    root: &Path,
+    config: &Config,
+    prefs_path: &Path,
+    prefs: &mut Prefs,
+    ids: Vec<String>,
+) -> Result<Pass> {
     let now = unix_now();
     if let Some(until) = prefs.retry_after_until
         && until > now
@@ -1018,11 +1390,10 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
             until - now
         );
     }
-
     let http = ReqwestHttp::new()?;
     let session = random_id().context("cannot draw a session id")?;
     let mut run = Run {
-        root: root.clone(),
+        root: root.to_path_buf(),
         config,
         http: &http,
         host: None,
@@ -1030,7 +1401,10 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
         session: session.clone(),
         events: Vec::new(),
         tty: std::io::stderr().is_terminal(),
+        staged_binary: None,
     };
+    let mut staged = Vec::new();
+    let mut replaced_binary = None;
     let mut outcomes: BTreeMap<String, Outcome> = BTreeMap::new();
 
     // Existence checks: an app whose checker says it is gone is forgotten
@@ -1041,7 +1415,7 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
         if run.is_gone(id, &record) {
             prefs.apps.remove(id);
             prefs
-                .save(&prefs_path)
+                .save(prefs_path)
                 .with_context(|| format!("cannot forget {id} in {}", prefs_path.display()))?;
             run.events.push(Recorded {
                 app_id: id.clone(),
@@ -1200,31 +1574,9 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                         };
                         let result = result.and_then(|applied| {
                             let to = next.clone().unwrap_or_default();
-                            let previous = switch_to_new(&record, &to)?;
-                            updated.version = to.clone();
-                            updated.updated_at = Some(unix_now());
-                            updated.previous_version = previous.clone();
-                            let mut candidate = prefs.clone();
-                            candidate.apps.insert(id.clone(), updated.clone());
-                            if let Err(e) = candidate.save(&prefs_path) {
-                                undo_switch(id, &record, previous.as_ref(), &to);
-                                return Err(Failure::new(
-                                    ErrorCategory::Service,
-                                    service_code::PREFS,
-                                    format!("installed {to}, but cannot record it: {e}"),
-                                ));
-                            }
-                            prefs = candidate;
-                            remove_old_payloads(&root, id, &to);
-                            let mut keep = vec![&to];
-                            keep.extend(previous.as_ref());
-                            for (path, e) in appdir::prune(&record.install_dir, &keep) {
-                                eprintln!(
-                                    "upkeep: warning: {id}: cannot remove the old version {}: {e}",
-                                    path.display()
-                                );
-                            }
-                            Ok((to, applied))
+                            let how =
+                                run.commit(prefs_path, prefs, id, &record, updated.clone(), &to)?;
+                            Ok((to, applied, how))
                         });
                         let elapsed = Some(duration_ms(started.elapsed()));
                         match result {
@@ -1234,7 +1586,15 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                                     downloads,
                                     install_time,
                                 },
+                                how,
                             )) => {
+                                match how {
+                                    Committed::Staged => staged.push(to.clone()),
+                                    Committed::Replaced(ref exe) => {
+                                        replaced_binary = Some((exe.clone(), to.clone()));
+                                    }
+                                    Committed::Switched => {}
+                                }
                                 for (i, report) in downloads.iter().enumerate() {
                                     if report.reused {
                                         continue;
@@ -1273,6 +1633,7 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                                         to,
                                         downloads,
                                         install_time,
+                                        staged: matches!(how, Committed::Staged),
                                     },
                                 );
                             }
@@ -1316,10 +1677,10 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
             if all_ok {
                 prefs.last_check = Some(unix_now());
             }
-            let on_disk = Prefs::load(&prefs_path)?;
-            if on_disk != prefs {
+            let on_disk = Prefs::load(prefs_path)?;
+            if on_disk != *prefs {
                 prefs
-                    .save(&prefs_path)
+                    .save(prefs_path)
                     .with_context(|| format!("cannot write {}", prefs_path.display()))?;
             }
         }
@@ -1327,31 +1688,53 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
 
     // Report the events: to the server (when it answered), then to the sinks.
     if server_answered && !run.events.is_empty() {
-        send_ping(&run, &prefs, &all_ids, &removed);
+        send_ping(&run, prefs, &all_ids, &removed);
     }
     if !run.events.is_empty() {
         feed_telemetry(&mut run);
     }
 
+    Ok(Pass {
+        outcomes,
+        all_ids,
+        removed,
+        retry_after,
+        session,
+        staged,
+        replaced_binary,
+    })
+}
+
+/// Prints what a pass did (lines, or JSON with `json`) and returns the exit
+/// status.
+pub(crate) fn print_pass(pass: &Pass, prefs: &Prefs, json: bool) -> Result<ExitCode> {
+    let Pass {
+        outcomes,
+        all_ids,
+        retry_after,
+        session,
+        ..
+    } = pass;
+    let retry_after = *retry_after;
     let failed = outcomes
         .values()
         .any(|o| matches!(o, Outcome::Failed { .. }));
     let mut summary = Vec::new();
-    for id in &all_ids {
+    for id in all_ids {
         let version = prefs.apps.get(id).map(|r| r.version.to_string());
         let Some(outcome) = outcomes.get(id) else {
             continue;
         };
         match outcome {
             Outcome::Removed { version } => {
-                if !args.json {
+                if !json {
                     println!("{id}: no longer installed (existence check); forgotten");
                 }
                 summary
                     .push(json!({"app": id, "result": "removed", "version": version.to_string()}));
             }
             Outcome::UpToDate => {
-                if !args.json {
+                if !json {
                     println!(
                         "{id}: up to date at {}",
                         version.clone().unwrap_or_default()
@@ -1364,9 +1747,14 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                 to,
                 downloads,
                 install_time,
+                staged,
             } => {
-                if !args.json {
-                    if *from == Version::default() {
+                if !json {
+                    if *staged {
+                        println!(
+                            "{id}: installed {to} side by side (running {from}); it takes over once qualified and activated"
+                        );
+                    } else if *from == Version::default() {
                         println!("{id}: installed {to}");
                     } else {
                         println!("{id}: updated {from} -> {to}");
@@ -1383,7 +1771,7 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
                     })
                     .collect();
                 summary.push(json!({
-                    "app": id, "result": "updated", "previous_version": from.to_string(),
+                    "app": id, "result": if *staged { "staged" } else { "updated" }, "previous_version": from.to_string(),
                     "version": to.to_string(), "downloads": downloads,
                     "install_time_ms": duration_ms(*install_time),
                 }));
@@ -1401,7 +1789,7 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
             }
         }
     }
-    if args.json {
+    if json {
         let out = json!({
             "apps": summary,
             "retry_after_seconds": retry_after.map(|d| d.as_secs()),
@@ -1419,50 +1807,6 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
     })
 }
 
-/// Points the app's `current` at the freshly installed `to`. Returns the
-/// version it pointed at before, when that one is kept for rollback (it
-/// is in `versions/`); a first install, or an app installed before the
-/// engine managed its versions, has none. A failed switch removes `to`.
-fn switch_to_new(record: &AppRecord, to: &Version) -> Result<Option<Version>, Failure> {
-    let dir = &record.install_dir;
-    let before = appdir::current_version(dir);
-    let previous = (before.as_deref() == Some(record.version.to_string().as_str())
-        && appdir::version_dir(dir, &record.version).is_dir())
-    .then(|| record.version.clone());
-    if let Err(e) = appdir::switch_current(dir, to) {
-        let _ = appdir::discard(dir, to);
-        return Err(Failure::new(
-            ErrorCategory::Service,
-            service_code::SWITCH,
-            format!(
-                "cannot switch {} to {to}: {e}",
-                dir.join(appdir::CURRENT).display()
-            ),
-        ));
-    }
-    Ok(previous)
-}
-
-/// Puts `current` back as it was before `to` was switched in, and removes
-/// `to` (its version could not be recorded).
-fn undo_switch(id: &str, record: &AppRecord, previous: Option<&Version>, to: &Version) {
-    let dir = &record.install_dir;
-    let restored = match previous {
-        Some(v) => appdir::switch_current(dir, v),
-        None => std::fs::remove_file(dir.join(appdir::CURRENT)),
-    };
-    if let Err(e) = restored {
-        eprintln!(
-            "upkeep: warning: {id}: cannot put {} back: {e}",
-            dir.join(appdir::CURRENT).display()
-        );
-        return;
-    }
-    if let Err(e) = appdir::discard(dir, to) {
-        eprintln!("upkeep: warning: {id}: cannot remove {to}: {e}");
-    }
-}
-
 // ---------------------------------------------------------- rollback ----
 
 /// Runs `upkeep rollback`: points the app's `current` back at the version
@@ -1475,18 +1819,19 @@ pub fn rollback(args: RollbackArgs) -> Result<ExitCode> {
     // A rollback is a recovery: it works without a usable configuration,
     // only the report is then skipped.
     let config = Config::load(&config_file);
-    let _lock = StateLock::acquire(&root, LOCK_TIMEOUT).with_context(|| {
-        format!(
-            "cannot lock the state directory {} ({LOCK_FILE})",
-            root.display()
-        )
-    })?;
+    let _lock = lock_state(&root)?;
     let prefs_path = root.join(PREFS_FILE);
     let mut prefs = Prefs::load(&prefs_path)?;
+    crate::cmd_lifecycle::recover(&root, config.as_ref().ok(), &mut prefs)?;
     let id = args.app.to_ascii_lowercase();
     let Some(record) = prefs.apps.get(&id).cloned() else {
         bail!("app {} is not registered in {}", args.app, root.display());
     };
+    if record.updater {
+        bail!(
+            "{id} is upkeep itself: its versions change by activation, not rollback (see `upkeep status`)"
+        );
+    }
     let dir = &record.install_dir;
     let Some(to) = record.previous_version.clone() else {
         bail!(
@@ -1507,28 +1852,12 @@ pub fn rollback(args: RollbackArgs) -> Result<ExitCode> {
             appdir::version_dir(dir, &to).display()
         );
     }
-    appdir::switch_current(dir, &to).with_context(|| {
-        format!(
-            "{id}: cannot switch {} back to {to}",
-            dir.join(appdir::CURRENT).display()
-        )
-    })?;
     let mut updated = record.clone();
     updated.version = to.clone();
     updated.previous_version = None;
     updated.updated_at = Some(unix_now());
-    let mut candidate = prefs.clone();
-    candidate.apps.insert(id.clone(), updated);
-    if let Err(e) = candidate.save(&prefs_path) {
-        if let Err(undo) = appdir::switch_current(dir, &from) {
-            eprintln!(
-                "upkeep: warning: {id}: cannot put {} back to {from}: {undo}",
-                dir.join(appdir::CURRENT).display()
-            );
-        }
-        return Err(e).with_context(|| format!("{id}: cannot record the rollback to {to}"));
-    }
-    prefs = candidate;
+    lifecycle::switch_app(&prefs_path, &mut prefs, &id, SwitchKind::Rollback, updated)
+        .with_context(|| format!("{id}: cannot roll back to {to}; nothing was changed"))?;
     // The version rolled back from is not kept: the next update installs
     // it afresh if the server still offers it.
     for (path, e) in appdir::prune(dir, &[&to]) {
@@ -1538,6 +1867,7 @@ pub fn rollback(args: RollbackArgs) -> Result<ExitCode> {
         );
     }
     remove_old_payloads(&root, &id, &to);
+    crash::point("rollback.pruned");
     println!("{id}: rolled back {from} -> {to}");
 
     match config {
@@ -1547,7 +1877,7 @@ pub fn rollback(args: RollbackArgs) -> Result<ExitCode> {
             let session = random_id().context("cannot draw a session id")?;
             let mut run = Run {
                 root: root.clone(),
-                config,
+                config: &config,
                 http: &http,
                 host: None,
                 tuf: None,
@@ -1560,6 +1890,7 @@ pub fn rollback(args: RollbackArgs) -> Result<ExitCode> {
                     duration_ms: None,
                 }],
                 tty: false,
+                staged_binary: None,
             };
             send_ping(&run, &prefs, std::slice::from_ref(&id), &BTreeMap::new());
             feed_telemetry(&mut run);
@@ -1588,6 +1919,57 @@ fn remove_old_payloads(root: &Path, id: &str, keep: &Version) {
             }
         }
     }
+}
+
+/// The one file a package directory holds (an updater release is one
+/// binary).
+fn single_file(dir: &Path) -> Result<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        if entry.path().is_file() {
+            files.push(entry.path());
+        }
+    }
+    match files.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => bail!(
+            "an upkeep release must be exactly one file (the binary); {} holds {}",
+            dir.display(),
+            files.len()
+        ),
+    }
+}
+
+/// Copies `from` to `to` (created, mode 0755), flushed to disk.
+fn copy_file_synced(from: &Path, to: &Path) -> Result<()> {
+    let _ = std::fs::remove_file(to);
+    let mut src =
+        std::fs::File::open(from).with_context(|| format!("cannot read {}", from.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o755);
+    let mut dst = options
+        .open(to)
+        .with_context(|| format!("cannot create {}", to.display()))?;
+    std::io::copy(&mut src, &mut dst).with_context(|| format!("cannot write {}", to.display()))?;
+    dst.sync_all()
+        .with_context(|| format!("cannot flush {}", to.display()))?;
+    Ok(())
+}
+
+/// Copies an executable into place atomically: a flushed temporary copy
+/// renamed over `to`, then the directory flushed.
+pub(crate) fn copy_executable(from: &Path, to: &Path) -> Result<()> {
+    let tmp = to.with_file_name(format!(".upkeep.tmp-{}", std::process::id()));
+    copy_file_synced(from, &tmp)?;
+    std::fs::rename(&tmp, to).with_context(|| format!("cannot create {}", to.display()))?;
+    if let Some(dir) = to.parent() {
+        upkeep_core::durable::sync_dir(dir)
+            .with_context(|| format!("cannot flush {}", dir.display()))?;
+    }
+    Ok(())
 }
 
 fn kind_for(record: &AppRecord) -> EventType {

@@ -4,12 +4,14 @@ use clap::{Parser, Subcommand};
 
 mod cmd_client;
 mod cmd_demo;
+mod cmd_lifecycle;
 mod cmd_omaha;
 mod cmd_plugin;
 mod cmd_repo;
 mod cmd_tuf;
 mod http;
 mod logging;
+mod service;
 
 /// upkeep — a plugin-extensible software update engine.
 ///
@@ -48,6 +50,15 @@ enum Command {
     Update(cmd_client::UpdateArgs),
     /// Switch a registered app back to its previous version (kept since its last update).
     Rollback(cmd_client::RollbackArgs),
+    /// Install this binary as an updater version side by side in the state root, then qualify and activate it.
+    Setup(cmd_lifecycle::SetupArgs),
+    /// The periodic task (run by the service timer): finish interrupted work, qualify and activate a newer
+    /// updater version or retire an older one, and check for updates once the interval has passed.
+    Wake(cmd_lifecycle::WakeArgs),
+    /// Show the state root: updater versions and their states, apps, the lock, anything in flight.
+    Status(cmd_lifecycle::StatusArgs),
+    /// Remove upkeep from the state root (service, versions, state), leaving only its log. Apps stay installed.
+    Uninstall(cmd_lifecycle::UninstallArgs),
 }
 
 /// How a command ended, as the process exit status.
@@ -64,6 +75,12 @@ pub enum ExitCode {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose);
+    if let Some(version) = std::env::var_os("UPKEEP_RESTARTED_AS") {
+        eprintln!(
+            "upkeep: running {} after replacing itself",
+            version.to_string_lossy()
+        );
+    }
     let result = match cli.command {
         Command::Demo(args) => cmd_demo::run(args),
         Command::Plugin(args) => cmd_plugin::run(args),
@@ -73,6 +90,10 @@ fn main() -> std::process::ExitCode {
         Command::Register(args) => cmd_client::register(args),
         Command::Update(args) => cmd_client::update(args),
         Command::Rollback(args) => cmd_client::rollback(args),
+        Command::Setup(args) => cmd_lifecycle::setup(args),
+        Command::Wake(args) => cmd_lifecycle::wake(args),
+        Command::Status(args) => cmd_lifecycle::status(args),
+        Command::Uninstall(args) => cmd_lifecycle::uninstall(args),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),

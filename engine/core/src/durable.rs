@@ -27,7 +27,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
+        crate::crash::point("write-atomic.temp-synced");
         fs::rename(&tmp, path)?;
+        crate::crash::point("write-atomic.renamed");
         sync_dir(dir)
     })();
     if result.is_err() {

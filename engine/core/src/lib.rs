@@ -15,10 +15,12 @@
 #![forbid(unsafe_code)]
 
 pub mod appdir;
+pub mod crash;
 pub mod cup;
 pub mod download;
 pub mod durable;
 pub mod http;
+pub mod lifecycle;
 pub mod omaha;
 pub mod state;
 pub mod tuf;

@@ -99,8 +99,15 @@ pub struct AppRecord {
     pub version: Version,
     /// The install directory.
     pub install_dir: PathBuf,
-    /// The installer plugin.
-    pub installer: PluginRef,
+    /// The installer plugin; `None` for the updater itself, which the
+    /// engine installs (see [`AppRecord::updater`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installer: Option<PluginRef>,
+    /// This app is upkeep itself: the engine installs its releases side by
+    /// side (`versions/<v>/upkeep` under the state root) or over the
+    /// running binary, and activation (not the install) switches to them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub updater: bool,
     /// The existence-checker plugin, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub existence: Option<PluginRef>,
@@ -143,6 +150,97 @@ pub struct Prefs {
     /// from a signed `X-Retry-After`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_until: Option<i64>,
+    /// The active updater version (global prefs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_version: Option<Version>,
+    /// The `swapping` bit: set (with what is being swapped) while an
+    /// activation changes the non-side-by-side pieces. A process that finds
+    /// it set finishes the activation before anything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swapping: Option<Swapping>,
+    /// The journal of an app switch in flight: written before `current`
+    /// moves, cleared in the same write that records the new version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingSwitch>,
+    /// Set when the updater began uninstalling itself; the next process
+    /// finishes the job.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub uninstalling: bool,
+    /// Local prefs of an updater version only: its qualification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualification: Option<Qualification>,
+}
+
+/// What an activation swaps: the `swapping` bit with its arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Swapping {
+    /// The version that was active (none on a first activation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Version>,
+    /// The version being activated.
+    pub to: Version,
+    /// When the bit was set (Unix seconds).
+    pub since: i64,
+}
+
+/// Which kind of switch a [`PendingSwitch`] journals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwitchKind {
+    /// A freshly installed version replaces the recorded one.
+    Update,
+    /// The kept previous version replaces the recorded one.
+    Rollback,
+    /// A single-binary updater: the staged binary is renamed over the
+    /// running one.
+    ReplaceBinary,
+}
+
+/// An app switch in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSwitch {
+    /// The app id.
+    pub app: String,
+    /// Update, rollback or binary replacement.
+    pub kind: SwitchKind,
+    /// The recorded version being left.
+    pub from: Version,
+    /// The version being switched to.
+    pub to: Version,
+    /// The `previous_version` to record once the switch is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<Version>,
+    /// For a binary replacement: the binary and the SHA-256 it has once
+    /// the new version is in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<StagedBinary>,
+}
+
+/// The binary a [`SwitchKind::ReplaceBinary`] switch replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedBinary {
+    /// The running binary's path.
+    pub path: PathBuf,
+    /// The staged copy beside it.
+    pub staged: PathBuf,
+    /// The hex SHA-256 of the new binary.
+    pub sha256: String,
+}
+
+/// An updater version's qualification state (its local prefs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Qualification {
+    /// Unqualified until a qualification run passes.
+    pub qualified: bool,
+    /// How many qualification runs were tried.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the last one ran (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt: Option<i64>,
+    /// Why the last one did not pass, or how it passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Default for Prefs {
@@ -152,6 +250,11 @@ impl Default for Prefs {
             apps: BTreeMap::new(),
             last_check: None,
             retry_after_until: None,
+            active_version: None,
+            swapping: None,
+            pending: None,
+            uninstalling: false,
+            qualification: None,
         }
     }
 }
@@ -282,10 +385,11 @@ mod tests {
         AppRecord {
             version: "1.2".parse().unwrap(),
             install_dir: "/opt/app".into(),
-            installer: PluginRef {
+            installer: Some(PluginRef {
                 path: "/p/install-archive.wasm".into(),
                 sha256: "ab".repeat(32),
-            },
+            }),
+            updater: false,
             existence: None,
             marker: None,
             channel: Some("beta".into()),

@@ -1,0 +1,90 @@
+//! The service registration of the active updater version, through the
+//! native shim named in `[updater] shim` (see `docs/shims.md`). Without a
+//! shim there is nothing to register and every call succeeds.
+//!
+//! The service and the wake timer run the active version's own binary
+//! (`<root>/versions/<v>/upkeep wake --root <root>`), so activation points
+//! them at the new version and deactivation never has to.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use upkeep_core::lifecycle;
+use upkeep_core::version::Version;
+use upkeep_shim_abi::{Shim, ShimConfig};
+
+use crate::cmd_client::Config;
+
+/// The service registration (possibly none).
+pub(crate) struct Service {
+    shim: Option<Shim>,
+    interval: std::time::Duration,
+}
+
+impl Service {
+    /// Loads the shim `config` names, if any.
+    pub(crate) fn from_config(_root: &Path, config: Option<&Config>) -> Result<Self> {
+        let interval = config.map_or(std::time::Duration::from_secs(300 * 60), |c| {
+            c.check_interval
+        });
+        let Some(updater) = config.and_then(|c| c.updater.as_ref()) else {
+            return Ok(Self {
+                shim: None,
+                interval,
+            });
+        };
+        let Some(path) = &updater.shim else {
+            return Ok(Self {
+                shim: None,
+                interval,
+            });
+        };
+        let mut shim_config = ShimConfig::new();
+        for (k, v) in &updater.shim_config {
+            shim_config
+                .set(k.clone(), v.clone())
+                .with_context(|| format!("[updater] shim_config {k:?}"))?;
+        }
+        let shim = Shim::load(path, &shim_config)
+            .with_context(|| format!("cannot load the service shim {}", path.display()))?;
+        Ok(Self {
+            shim: Some(shim),
+            interval,
+        })
+    }
+
+    /// Points the service and the wake timer at updater version `to`: both
+    /// are (re)registered, each unit file replaced atomically, so the call
+    /// is the same on a first activation and on a swap, and a resumed
+    /// activation can simply call it again.
+    pub(crate) fn swap(&self, root: &Path, to: &Version) -> Result<(), String> {
+        let Some(shim) = &self.shim else {
+            return Ok(());
+        };
+        let exe = lifecycle::binary_path(root, to);
+        let args = vec![
+            "wake".to_owned(),
+            "--root".to_owned(),
+            root.display().to_string(),
+        ];
+        shim.register_service(&exe, &args)
+            .map_err(|e| e.to_string())?;
+        shim.register_wake(self.interval, &exe, &args)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Removes the service and the wake timer (nothing registered is fine).
+    pub(crate) fn unregister(&self) -> Result<(), String> {
+        let Some(shim) = &self.shim else {
+            return Ok(());
+        };
+        shim.unregister_wake().map_err(|e| e.to_string())?;
+        shim.unregister_service().map_err(|e| e.to_string())
+    }
+
+    /// What the shim says is registered.
+    pub(crate) fn describe(&self) -> Option<String> {
+        let shim = self.shim.as_ref()?;
+        Some(shim.describe().unwrap_or_else(|e| e.to_string()))
+    }
+}
