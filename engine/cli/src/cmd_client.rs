@@ -932,8 +932,10 @@ impl<'a> Run<'a> {
             let report = self.download(id, package, &request)?;
             reports.push(report);
         }
+        crash::point("update.downloaded");
         let install_started = Instant::now();
         self.install(id, record, check, next, &payload_dir)?;
+        crash::point("install.done");
         Ok(Applied {
             downloads: reports,
             install_time: install_started.elapsed(),
@@ -1092,6 +1094,7 @@ impl<'a> Run<'a> {
                 ),
             )
         })?;
+        crash::point("install.dir-created");
         let target = InstallTarget {
             id,
             record,
@@ -1159,7 +1162,11 @@ impl<'a> Run<'a> {
             UpdaterMode::SingleBinary => {
                 let exe = std::env::current_exe()
                     .map_err(|e| fail(format!("cannot find the running binary: {e}")))?;
-                let staged = exe.with_file_name(format!(".upkeep.new-{}", std::process::id()));
+                let staged = exe.with_file_name(format!(
+                    "{}{}",
+                    lifecycle::STAGING_PREFIXES[0],
+                    std::process::id()
+                ));
                 let result = (|| {
                     copy_file_synced(&payload, &staged)?;
                     let want = lifecycle::file_sha256(&payload)?;
@@ -1434,9 +1441,12 @@ pub(crate) fn check_and_apply(
         }
     }
     let all_ids = ids;
+    // When the last app went and only upkeep itself is left, upkeep is
+    // about to uninstall itself: nothing is checked for.
+    let only_updater_left = !removed.is_empty() && prefs.apps.values().all(|record| record.updater);
     let ids: Vec<String> = all_ids
         .iter()
-        .filter(|id| !removed.contains_key(*id))
+        .filter(|id| !removed.contains_key(*id) && !only_updater_left)
         .cloned()
         .collect();
 
@@ -1962,7 +1972,11 @@ fn copy_file_synced(from: &Path, to: &Path) -> Result<()> {
 /// Copies an executable into place atomically: a flushed temporary copy
 /// renamed over `to`, then the directory flushed.
 pub(crate) fn copy_executable(from: &Path, to: &Path) -> Result<()> {
-    let tmp = to.with_file_name(format!(".upkeep.tmp-{}", std::process::id()));
+    let tmp = to.with_file_name(format!(
+        "{}{}",
+        lifecycle::STAGING_PREFIXES[1],
+        std::process::id()
+    ));
     copy_file_synced(from, &tmp)?;
     std::fs::rename(&tmp, to).with_context(|| format!("cannot create {}", to.display()))?;
     if let Some(dir) = to.parent() {
@@ -2045,6 +2059,7 @@ fn send_ping(run: &Run<'_>, prefs: &Prefs, ids: &[String], removed: &BTreeMap<St
     {
         eprintln!("upkeep: warning: event ping failed: {e}");
     }
+    crash::point("update.reported");
 }
 
 fn wit_event(r: &Recorded, session: &str) -> types::UpdateEvent {

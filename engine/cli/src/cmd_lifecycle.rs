@@ -156,7 +156,10 @@ pub(crate) fn recover(root: &Path, config: Option<&Config>, prefs: &mut Prefs) -
             );
         }
     }
-    lifecycle::sweep_removed(root);
+    if prefs.pending.is_none() {
+        let exe = std::env::current_exe().ok();
+        lifecycle::sweep_leftovers(root, exe.as_deref().and_then(Path::parent));
+    }
     Ok(())
 }
 
@@ -274,6 +277,7 @@ fn qualify(root: &Path, config: &Config, own: &Version) -> Result<Result<(), Str
     };
     local.apps.insert(q.app.clone(), record);
     local.save(&local_path)?;
+    crash::point("qualify.registered");
     let pass = check_and_apply(root, config, &local_path, &mut local, vec![q.app.clone()]);
     let why = match pass {
         Err(e) => Some(format!("{e:#}")),
@@ -670,6 +674,18 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
 pub fn uninstall(args: UninstallArgs) -> Result<ExitCode> {
     let root = state_root(&args.state)?;
     if !root.join(PREFS_FILE).exists() && !root.join(appdir::VERSIONS).exists() {
+        // An uninstall that died after removing the prefs left the lock.
+        let lock = root.join(upkeep_core::state::LOCK_FILE);
+        if lock.exists() {
+            std::fs::remove_file(&lock)
+                .with_context(|| format!("cannot remove {}", lock.display()))?;
+            println!(
+                "finished uninstalling upkeep from {}; only {} is left",
+                root.display(),
+                lifecycle::LOG_FILE
+            );
+            return Ok(ExitCode::Ok);
+        }
         bail!("upkeep is not installed in {}", root.display());
     }
     let config = load_config(&args.state, &root).ok();

@@ -279,7 +279,11 @@ impl Staged {
             .write_all(bytes)
             .map_err(|e| DownloadError::disk(&self.path, e))?;
         self.hasher.update(bytes);
+        let first = self.len == 0 && !bytes.is_empty();
         self.len += bytes.len() as u64;
+        if first {
+            crate::crash::point("download.receiving");
+        }
         Ok(())
     }
 
@@ -560,11 +564,13 @@ fn finish(staged: Staged, request: &DownloadRequest) -> Result<(), DownloadError
             .file
             .sync_all()
             .map_err(|e| DownloadError::disk(&staged.path, e))?;
+        crate::crash::point("download.staged-synced");
         fs::rename(&staged.path, &request.dest)
             .map_err(|e| DownloadError::disk(&request.dest, e))?;
         if let Some(dir) = request.dest.parent() {
             sync_dir(dir).map_err(|e| DownloadError::disk(dir, e))?;
         }
+        crate::crash::point("download.complete");
         Ok(())
     })();
     if result.is_err() {

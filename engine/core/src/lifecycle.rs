@@ -274,16 +274,40 @@ pub fn deactivate(root: &Path, prefs: &Prefs, own: &Version) -> Result<(), Lifec
     Ok(())
 }
 
-/// Removes what interrupted deactivations left (`versions/.removing-*`).
-pub fn sweep_removed(root: &Path) {
-    let Ok(entries) = fs::read_dir(root.join(appdir::VERSIONS)) else {
-        return;
-    };
-    for e in entries.flatten() {
-        if e.file_name().to_string_lossy().starts_with(".removing-")
-            && let Err(err) = fs::remove_dir_all(e.path())
-        {
-            tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a deactivated version");
+/// The prefixes of the temporary files a binary copy leaves when the
+/// process dies before renaming it into place.
+pub const STAGING_PREFIXES: [&str; 2] = [".upkeep.new-", ".upkeep.tmp-"];
+
+/// Removes what interrupted work left: `versions/.removing-*` of
+/// deactivations, and staged binary copies in each version directory and
+/// in `exe_dir` (the running binary's folder). Call under the lock, after
+/// the journal is settled (a journalled binary replacement names its
+/// staged copy).
+pub fn sweep_leftovers(root: &Path, exe_dir: Option<&Path>) {
+    let mut dirs: Vec<PathBuf> = exe_dir.map(Path::to_path_buf).into_iter().collect();
+    if let Ok(entries) = fs::read_dir(root.join(appdir::VERSIONS)) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(".removing-") {
+                if let Err(err) = fs::remove_dir_all(e.path()) {
+                    tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a deactivated version");
+                }
+            } else {
+                dirs.push(e.path());
+            }
+        }
+    }
+    for dir in dirs {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if STAGING_PREFIXES.iter().any(|p| name.starts_with(p))
+                && let Err(err) = fs::remove_file(e.path())
+            {
+                tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a staged copy");
+            }
         }
     }
 }
@@ -441,12 +465,10 @@ pub fn recover_switch(
     };
     let mut next = prefs.clone();
     next.pending = None;
-    if happened {
-        if let Some(r) = next.apps.get_mut(&pending.app) {
-            r.version = pending.to.clone();
-            r.previous_version = pending.keep.clone();
-            r.updated_at = Some(now);
-        }
+    if happened && let Some(r) = next.apps.get_mut(&pending.app) {
+        r.version = pending.to.clone();
+        r.previous_version = pending.keep.clone();
+        r.updated_at = Some(now);
     }
     next.save(prefs_path)?;
     *prefs = next;
@@ -547,13 +569,15 @@ mod tests {
             Role::Outdated { active: v("2.0") }
         );
         install_version(root.path(), "3.0");
-        let mut local = Prefs::default();
-        local.qualification = Some(crate::state::Qualification {
-            qualified: true,
-            attempts: 1,
-            last_attempt: None,
-            detail: None,
-        });
+        let local = Prefs {
+            qualification: Some(crate::state::Qualification {
+                qualified: true,
+                attempts: 1,
+                last_attempt: None,
+                detail: None,
+            }),
+            ..Prefs::default()
+        };
         local
             .save(&local_prefs_path(root.path(), &v("3.0")))
             .unwrap();
@@ -638,8 +662,10 @@ mod tests {
         let root = root.path();
         install_version(root, "1.0");
         install_version(root, "2.0");
-        let mut prefs = Prefs::default();
-        prefs.active_version = Some(v("2.0"));
+        let prefs = Prefs {
+            active_version: Some(v("2.0")),
+            ..Prefs::default()
+        };
         assert!(deactivate(root, &prefs, &v("2.0")).is_err());
         deactivate(root, &prefs, &v("1.0")).unwrap();
         assert_eq!(installed_versions(root), vec![v("2.0")]);
