@@ -276,6 +276,11 @@ fn a_new_version_installs_side_by_side_qualifies_activates_and_retires_the_old_o
         service.contains(&format!("versions/{OLD}/upkeep wake --root")),
         "{service}"
     );
+    // The configuration is not the state root's default: the service names it.
+    assert!(
+        service.contains(&format!("--config {}", m.config().display())),
+        "{service}"
+    );
     assert!(m.units.join("upkeep-wake.timer").exists());
 
     m.w.publish(ALPHA, "1.0", &[("bin/alpha", "alpha 1.0\n")]);
@@ -396,16 +401,29 @@ fn a_version_that_fails_qualification_stays_unqualified_and_qualifies_on_a_later
         "an unqualified version took the service"
     );
 
-    // A fixed qualification app: the candidate's next wake qualifies it.
+    // The active version's next wake (not due for an update check) starts
+    // the candidate again: it retries and fails again.
+    let out = m.run(&m.active_binary(), &["wake"]);
+    let all = both(&out);
+    expect_ok(&out);
+    assert!(all.contains(&format!("upkeep {NEW}: qualifying")), "{all}");
+    let local = Prefs::load(&m.state().join(format!("versions/{NEW}/prefs.json"))).unwrap();
+    let q = local.qualification.unwrap();
+    assert!(!q.qualified);
+    assert_eq!(q.attempts, 2, "{q:?}");
+    assert_eq!(m.status()["active_version"], OLD);
+
+    // A fixed qualification app: the next wake qualifies and activates it.
     m.publish_qualification("1.1", "1.1\n");
-    let candidate = m.state().join(format!("versions/{NEW}/upkeep"));
-    let out = m.run(&candidate, &["wake"]);
+    let out = m.run(&m.active_binary(), &["wake"]);
     let all = both(&out);
     expect_ok(&out);
     assert!(all.contains(&format!("activated (was {OLD})")), "{all}");
     assert_eq!(m.status()["active_version"], NEW);
     assert_eq!(m.current_of(m.state()).as_deref(), Some(NEW));
     assert!(!m.state().join(format!("versions/{OLD}")).exists());
+    let local = Prefs::load(&m.state().join(format!("versions/{NEW}/prefs.json"))).unwrap();
+    assert_eq!(local.qualification.unwrap().attempts, 3);
 }
 
 #[test]
@@ -514,6 +532,48 @@ fn user_system_and_explicit_roots_never_touch_each_other() {
 }
 
 #[test]
+fn corrupt_prefs_are_reported_and_left_as_they_are() {
+    let m = Machine::new(Mode::SideBySide);
+    m.setup();
+    let file = m.state().join("prefs.json");
+    let good = std::fs::read(&file).unwrap();
+    let damage = &b"{\"format\": 1, \"apps\": ["[..];
+    std::fs::write(&file, damage).unwrap();
+    for verb in [
+        &["wake", "--now"][..],
+        &["update"],
+        &["uninstall"],
+        &["setup"],
+    ] {
+        let out = m.run(&m.active_binary(), verb);
+        assert_eq!(out.status.code(), Some(1), "{verb:?}: {}", both(&out));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&file.display().to_string()) && stderr.contains("is corrupt"),
+            "{verb:?}: {stderr}"
+        );
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            damage,
+            "{verb:?} replaced the file"
+        );
+    }
+    std::fs::write(&file, good).unwrap();
+    // A version's unreadable local prefs show in the status.
+    let local = m.state().join(format!("versions/{OLD}/prefs.json"));
+    std::fs::write(&local, "not json").unwrap();
+    let status = m.status();
+    assert!(
+        status["versions"][0]["qualification"]
+            .as_str()
+            .unwrap()
+            .contains("is corrupt"),
+        "{status:#}"
+    );
+    expect_ok(&m.run(&m.active_binary(), &["wake", "--now"]));
+}
+
+#[test]
 fn a_held_lock_names_its_holder_and_changes_nothing() {
     let m = Machine::new(Mode::SideBySide);
     m.setup();
@@ -553,9 +613,10 @@ fn when_the_last_app_is_gone_upkeep_uninstalls_itself_leaving_only_its_log() {
     expect_ok(&m.wake_now());
     let install_dir = m.w.install_dir(ALPHA);
     assert!(install_dir.join("current/bin/alpha").exists());
-    // Someone removes the app's files behind the engine's back.
+    // Someone removes the app's files behind the engine's back. The next
+    // wake notices though no update check is due.
     std::fs::remove_file(install_dir.join("versions/1.0/bin/alpha")).unwrap();
-    let out = m.wake_now();
+    let out = m.run(&m.active_binary(), &["wake"]);
     let all = both(&out);
     expect_ok(&out);
     assert!(all.contains("no longer installed"), "{all}");
@@ -1019,19 +1080,71 @@ fn uninstall_scenario() -> Scenario {
             until_done(
                 "uninstall",
                 || m.run(support::upkeep_bin(), &["uninstall"]),
-                || {
-                    std::fs::read_dir(m.state())
-                        .map(|d| {
-                            d.flatten()
-                                .map(|e| e.file_name().to_string_lossy().into_owned())
-                                .collect::<Vec<_>>()
-                        })
-                        .unwrap_or_default()
-                        == ["upkeep.log"]
-                },
+                || only_the_log_is_left(m),
             );
             assert!(!m.units.join("upkeep.service").exists());
             assert_app_whole(m, &["1.0"]);
+        }),
+    }
+}
+
+/// Only `upkeep.log` is left in the state root.
+fn only_the_log_is_left(m: &Machine) -> bool {
+    std::fs::read_dir(m.state())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        == ["upkeep.log"]
+}
+
+fn self_uninstall_scenario() -> Scenario {
+    let m = Machine::new(Mode::SideBySide);
+    m.setup();
+    m.w.publish(ALPHA, "1.0", &[("bin/alpha", "alpha 1.0\n")]);
+    m.w.register_with(
+        ALPHA,
+        "0",
+        &plugin_path("install-archive"),
+        &[
+            "--existence",
+            plugin_path("exists-path").to_str().unwrap(),
+            "--marker",
+            "current/bin/alpha",
+        ],
+    );
+    expect_ok(&m.wake_now());
+    std::fs::remove_file(m.w.install_dir(ALPHA).join("versions/1.0/bin/alpha")).unwrap();
+    let dirs = vec![m.state().to_path_buf(), m.units.clone()];
+    let wake = |m: &Machine, env: &[(&str, String)]| {
+        let exe = m.state().join("current/upkeep");
+        // Once the versions are gone, the uninstall is finished by any upkeep.
+        let exe = if exe.exists() {
+            exe
+        } else {
+            support::upkeep_bin().to_path_buf()
+        };
+        m.run_with(&exe, &["wake"], env)
+    };
+    Scenario {
+        name: "self-uninstall",
+        m,
+        dirs,
+        run: Box::new(wake),
+        after_crash: Box::new(|m| {
+            if m.state().join("current").exists() {
+                assert_updater_whole(m);
+            }
+        }),
+        finish: Box::new(move |m| {
+            until_done(
+                "self-uninstall",
+                || wake(m, &[]),
+                || only_the_log_is_left(m),
+            );
+            assert!(!m.units.join("upkeep.service").exists());
         }),
     }
 }
@@ -1049,6 +1162,7 @@ fn every_crash_point_leaves_old_or_new_and_the_next_run_finishes() {
         ("single-binary self-update", single_binary_scenario),
         ("setup", setup_scenario),
         ("uninstall", uninstall_scenario),
+        ("self-uninstall", self_uninstall_scenario),
     ];
     let counts: Vec<(&str, usize)> = std::thread::scope(|s| {
         let handles: Vec<_> = builders
@@ -1061,9 +1175,13 @@ fn every_crash_point_leaves_old_or_new_and_the_next_run_finishes() {
             .collect()
     });
     let total: usize = counts.iter().map(|(_, n)| n).sum();
+    // Written to the process's stderr, past the test harness's capture, so
+    // the count shows in every run's log.
+    let mut report = String::new();
     for (name, n) in &counts {
-        println!("{name}: {n} crash points");
+        report.push_str(&format!("{name}: {n} crash points\n"));
     }
-    println!("{total} crash points covered");
+    report.push_str(&format!("{total} crash points covered\n"));
+    std::io::Write::write_all(&mut std::io::stderr(), report.as_bytes()).unwrap();
     assert!(total >= 24, "only {total} crash points");
 }

@@ -342,6 +342,53 @@ fn an_installer_that_loops_forever_is_stopped() {
     w.assert_error_event(ALPHA, 4, 11);
 }
 
+#[test]
+fn a_version_failing_its_post_install_check_is_discarded_and_current_stays() {
+    let mut w = World::new();
+    let release = |version: &str, says: &str| {
+        let bin = format!("alpha {version}\n");
+        let sums = format!(
+            "{}  bin/alpha\n",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bin.as_bytes()))
+        );
+        tar_gz(&[
+            ("VERSION", says.as_bytes()),
+            ("bin/alpha", bin.as_bytes()),
+            ("SHA256SUMS", sums.as_bytes()),
+        ])
+    };
+    w.publish_bytes(ALPHA, "1.0", "app.tar.gz", &release("1.0", "1.0\n"), &[]);
+    w.serve();
+    let check = plugin_path("qualify-selftest");
+    w.register_with(
+        ALPHA,
+        "0",
+        &plugin_path("install-archive"),
+        &["--post-install-check", check.to_str().unwrap()],
+    );
+    expect_success(&w.update(&[]));
+    assert_eq!(w.version(ALPHA), "1.0");
+    // 2.0 installs fine but its VERSION file lies: the check refuses it.
+    w.publish_bytes(ALPHA, "2.0", "app.tar.gz", &release("2.0", "1.0\n"), &[]);
+    let before = w.snapshot();
+    let out = w.update(&[]);
+    expect_failure(
+        &out,
+        &[
+            "post-install check qualify-selftest refused 2.0",
+            "VERSION says",
+        ],
+    );
+    w.assert_unchanged(&before);
+    let dir = w.install_dir(ALPHA);
+    assert!(!dir.join("versions/2.0").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("current/bin/alpha")).unwrap(),
+        "alpha 1.0\n"
+    );
+    w.assert_error_event(ALPHA, 3, 2);
+}
+
 /// Mounts a 1 MiB tmpfs on a directory while it lives.
 struct SmallDisk(PathBuf);
 

@@ -36,10 +36,10 @@ use upkeep_core::update_check::{
     self, CheckError, OfferedPackage, agree, offered_packages, target_path,
 };
 use upkeep_core::version::Version;
-use upkeep_plugin_host::bindings::{existence, installer, types};
+use upkeep_plugin_host::bindings::{existence, installer, qualifier, types};
 use upkeep_plugin_host::{
-    CallOptions, ExistenceInput, HostConfig, InstallInput, Plugin, PluginHost, TelemetryInput,
-    World,
+    CallOptions, ExistenceInput, HostConfig, InstallInput, Plugin, PluginHost, QualifyInput,
+    TelemetryInput, World,
 };
 
 use crate::ExitCode;
@@ -101,6 +101,12 @@ pub struct RegisterArgs {
     /// The update channel (sent as Omaha `ap`).
     #[arg(long, value_name = "NAME")]
     channel: Option<String>,
+
+    /// A post-install check (.wasm, qualifier world): run on every freshly
+    /// installed version (mounted read-only at /app) before `current`
+    /// switches to it; a failing check discards the version.
+    #[arg(long, value_name = "PLUGIN")]
+    post_install_check: Option<PathBuf>,
 
     #[command(flatten)]
     state: StateArgs,
@@ -215,6 +221,8 @@ fn default_protocol() -> String {
 
 /// The client configuration, with paths resolved and keys loaded.
 pub(crate) struct Config {
+    /// The file it was read from.
+    pub(crate) path: PathBuf,
     server: String,
     protocol: Protocol,
     tuf_root: PathBuf,
@@ -276,6 +284,7 @@ impl Config {
             resume_attempts: defaults.resume_attempts,
         };
         Ok(Self {
+            path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
             server: file.server.trim_end_matches('/').to_owned(),
             protocol,
             tuf_root: resolve(&file.tuf_root),
@@ -402,6 +411,7 @@ pub(crate) fn new_record(version: Version, install_dir: PathBuf) -> AppRecord {
         install_dir,
         installer: None,
         updater: false,
+        post_install_check: None,
         existence: None,
         marker: None,
         channel: None,
@@ -417,9 +427,7 @@ pub(crate) fn new_record(version: Version, install_dir: PathBuf) -> AppRecord {
 pub fn register(args: RegisterArgs) -> Result<ExitCode> {
     let root = state_root(&args.state)?;
     let config = config_path(&args.state, &root);
-    if config.exists() {
-        Config::load(&config)?;
-    } else {
+    if !config.exists() {
         eprintln!(
             "upkeep: note: no client configuration at {} yet; `upkeep update` needs one",
             config.display()
@@ -454,17 +462,26 @@ pub fn register(args: RegisterArgs) -> Result<ExitCode> {
         .as_deref()
         .map(|p| plugin_ref(p, World::ExistenceChecker))
         .transpose()?;
+    let post_install_check = args
+        .post_install_check
+        .as_deref()
+        .map(|p| plugin_ref(p, World::Qualifier))
+        .transpose()?;
 
-    let _lock = StateLock::acquire(&root, LOCK_TIMEOUT)
-        .with_context(|| format!("cannot lock the state directory {}", root.display()))?;
+    let config = if config.exists() {
+        Some(Config::load(&config)?)
+    } else {
+        None
+    };
+    let (_lock, mut prefs) = crate::cmd_lifecycle::lock_and_recover_held(&root, config.as_ref())?;
     let prefs_path = root.join(PREFS_FILE);
-    let mut prefs = Prefs::load(&prefs_path)?;
     let previous = prefs.apps.get(&id).cloned();
     let record = AppRecord {
         version: version.clone(),
         install_dir,
         installer: Some(installer),
         updater: false,
+        post_install_check,
         existence,
         marker: args.marker,
         channel: args.channel,
@@ -555,6 +572,7 @@ mod download_code {
 /// Error codes of installs the engine does itself (errorcat 3).
 mod install_code {
     pub const UPDATER: i64 = 1;
+    pub const POST_INSTALL_CHECK: i64 = 2;
 }
 
 /// Error codes of the engine itself (errorcat 4).
@@ -726,6 +744,7 @@ impl<'a> Run<'a> {
             }
             // The version is recorded when it activates.
             prefs.apps.insert(id.to_owned(), updated);
+            remove_old_payloads(&self.root, id, to);
             return Ok(Committed::Staged);
         }
         let dir = &record.install_dir;
@@ -916,6 +935,7 @@ impl<'a> Run<'a> {
         }
         let payload_dir = self.root.join("downloads").join(id).join(next.to_string());
         let mut reports = Vec::new();
+        let mut verified = Vec::new();
         for (package, file) in agreed {
             let request = DownloadRequest {
                 urls: package.urls.clone(),
@@ -931,10 +951,25 @@ impl<'a> Run<'a> {
             };
             let report = self.download(id, package, &request)?;
             reports.push(report);
+            verified.push((request.dest, hex::encode(file.sha256)));
         }
         crash::point("update.downloaded");
         let install_started = Instant::now();
-        self.install(id, record, check, next, &payload_dir)?;
+        if record.updater {
+            let [(binary, sha256)] = verified.as_slice() else {
+                return Err(Failure::new(
+                    ErrorCategory::Install,
+                    install_code::UPDATER,
+                    format!(
+                        "an upkeep release must be exactly one file (the binary); {next} has {}",
+                        verified.len()
+                    ),
+                ));
+            };
+            self.install_updater(next, binary, sha256)?;
+        } else {
+            self.install(id, record, check, next, &payload_dir)?;
+        }
         crash::point("install.done");
         Ok(Applied {
             downloads: reports,
@@ -1033,9 +1068,6 @@ impl<'a> Run<'a> {
         next: &Version,
         payload_dir: &Path,
     ) -> Result<(), Failure> {
-        if record.updater {
-            return self.install_updater(next, payload_dir);
-        }
         let Some(installer) = record.installer.clone() else {
             return Err(Failure::new(
                 ErrorCategory::Service,
@@ -1103,7 +1135,13 @@ impl<'a> Run<'a> {
             payload_dir,
             version_dir: &version_dir,
         };
-        let result = run_installer(host, &plugin, &target);
+        let result = run_installer(host, &plugin, &target).and_then(|()| {
+            crash::point("install.installer-done");
+            match &record.post_install_check {
+                Some(check) => post_install_check(host, check, id, next, &version_dir),
+                None => Ok(()),
+            }
+        });
         if result.is_err()
             && let Err(e) = appdir::discard(&record.install_dir, next)
         {
@@ -1115,12 +1153,30 @@ impl<'a> Run<'a> {
         result
     }
 
-    /// Installs a release of upkeep itself: side by side as
-    /// `versions/<next>/upkeep` with unqualified local prefs, or (single
-    /// binary) staged beside the running binary for [`Run::commit`].
-    fn install_updater(&mut self, next: &Version, payload_dir: &Path) -> Result<(), Failure> {
+    /// Installs a release of upkeep itself, `binary` (downloaded and
+    /// verified to have SHA-256 `sha256`): side by side as
+    /// `versions/<next>/upkeep` with unqualified local prefs (kept as they
+    /// are when that very binary is already there, so qualification
+    /// attempts add up), or (single binary) staged beside the running
+    /// binary for [`Run::commit`]. Every copy is checked against `sha256`.
+    fn install_updater(
+        &mut self,
+        next: &Version,
+        binary: &Path,
+        sha256: &str,
+    ) -> Result<(), Failure> {
         let fail = |what: String| Failure::new(ErrorCategory::Install, install_code::UPDATER, what);
-        let payload = single_file(payload_dir).map_err(|e| fail(format!("{e:#}")))?;
+        let check_copy = |copy: &Path| -> Result<()> {
+            let got = lifecycle::file_sha256(copy)
+                .with_context(|| format!("cannot read {}", copy.display()))?;
+            if !got.eq_ignore_ascii_case(sha256) {
+                bail!(
+                    "{} has SHA-256 {got}, the signed release {sha256}",
+                    copy.display()
+                );
+            }
+            Ok(())
+        };
         let mode = self
             .config
             .updater
@@ -1129,7 +1185,15 @@ impl<'a> Run<'a> {
             .unwrap_or_default();
         match mode {
             UpdaterMode::SideBySide => {
-                let dir = appdir::fresh_version_dir(&self.root, next).map_err(|e| {
+                let dest = lifecycle::binary_path(&self.root, next);
+                let local_path = lifecycle::local_prefs_path(&self.root, next);
+                if check_copy(&dest).is_ok()
+                    && Prefs::load(&local_path).is_ok_and(|l| l.qualification.is_some())
+                {
+                    eprintln!("upkeep: {next} is already installed side by side");
+                    return Ok(());
+                }
+                appdir::fresh_version_dir(&self.root, next).map_err(|e| {
                     fail(format!(
                         "cannot create {}: {e}",
                         appdir::version_dir(&self.root, next).display()
@@ -1137,7 +1201,8 @@ impl<'a> Run<'a> {
                 })?;
                 crash::point("self-install.dir-created");
                 let result = (|| {
-                    copy_executable(&payload, &dir.join(lifecycle::BINARY))?;
+                    copy_executable(binary, &dest)?;
+                    check_copy(&dest)?;
                     crash::point("self-install.binary-written");
                     let local = Prefs {
                         qualification: Some(Qualification {
@@ -1148,9 +1213,7 @@ impl<'a> Run<'a> {
                         }),
                         ..Prefs::default()
                     };
-                    local
-                        .save(&lifecycle::local_prefs_path(&self.root, next))
-                        .map_err(anyhow::Error::from)?;
+                    local.save(&local_path).map_err(anyhow::Error::from)?;
                     crash::point("self-install.local-prefs-written");
                     Ok::<(), anyhow::Error>(())
                 })();
@@ -1167,23 +1230,15 @@ impl<'a> Run<'a> {
                     lifecycle::STAGING_PREFIXES[0],
                     std::process::id()
                 ));
-                let result = (|| {
-                    copy_file_synced(&payload, &staged)?;
-                    let want = lifecycle::file_sha256(&payload)?;
-                    let got = lifecycle::file_sha256(&staged)?;
-                    if want != got {
-                        bail!("the staged copy has SHA-256 {got}, the verified download {want}");
-                    }
-                    Ok(StagedBinary {
-                        path: exe.clone(),
-                        staged: staged.clone(),
-                        sha256: got,
-                    })
-                })();
+                let result = copy_file_synced(binary, &staged).and_then(|()| check_copy(&staged));
                 match result {
-                    Ok(binary) => {
+                    Ok(()) => {
                         crash::point("self-install.binary-staged");
-                        self.staged_binary = Some(binary);
+                        self.staged_binary = Some(StagedBinary {
+                            path: exe,
+                            staged,
+                            sha256: sha256.to_ascii_lowercase(),
+                        });
                         Ok(())
                     }
                     Err(e) => {
@@ -1196,6 +1251,51 @@ impl<'a> Run<'a> {
                 }
             }
         }
+    }
+}
+
+/// Runs the app's post-install check (a qualifier-world plugin) on the
+/// freshly installed `version_dir`.
+fn post_install_check(
+    host: &PluginHost,
+    check: &PluginRef,
+    id: &str,
+    next: &Version,
+    version_dir: &Path,
+) -> Result<(), Failure> {
+    let fail = |code: i64, message: String| Failure::new(ErrorCategory::Install, code, message);
+    let plugin = load_plugin(host, &check.path, World::Qualifier)
+        .map_err(|e| fail(install_code::POST_INSTALL_CHECK, format!("{e:#}")))?;
+    if plugin.content_hash() != check.sha256 {
+        return Err(fail(
+            install_code::POST_INSTALL_CHECK,
+            format!(
+                "post-install check {} changed since {id} was registered; register the app again to trust it",
+                check.path.display()
+            ),
+        ));
+    }
+    let input = QualifyInput {
+        updater_version: env!("CARGO_PKG_VERSION").to_owned(),
+        app_id: id.to_owned(),
+        app_version: next.to_string(),
+        app_dir: version_dir.to_path_buf(),
+        settings: Vec::new(),
+    };
+    let verdict = host
+        .qualify(&plugin, &input, CallOptions::default())
+        .map_err(|e| {
+            fail(
+                install_code::POST_INSTALL_CHECK,
+                format!("post-install check {} failed: {e}", plugin.name()),
+            )
+        })?;
+    match verdict.value {
+        qualifier::Verdict::Pass => Ok(()),
+        qualifier::Verdict::Fail(why) => Err(fail(
+            install_code::POST_INSTALL_CHECK,
+            format!("post-install check {} refused {next}: {why}", plugin.name()),
+        )),
     }
 }
 
@@ -1330,6 +1430,25 @@ impl Pass {
     }
 }
 
+/// What a pass does besides the existence checks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PassOptions {
+    /// Contact the update server (else only the existence checks run).
+    pub(crate) check: bool,
+    /// When the existence checks forget the last app (all that is left is
+    /// upkeep itself), flag the prefs `uninstalling` in the same write.
+    pub(crate) self_uninstall: bool,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        Self {
+            check: true,
+            self_uninstall: false,
+        }
+    }
+}
+
 /// Selects the apps of a pass: `only`, or every registered one.
 pub(crate) fn select_apps(root: &Path, prefs: &Prefs, only: Option<&str>) -> Result<Vec<String>> {
     let ids: Vec<String> = match only {
@@ -1354,8 +1473,13 @@ pub(crate) fn select_apps(root: &Path, prefs: &Prefs, only: Option<&str>) -> Res
 /// Takes the state lock of `root`.
 pub(crate) fn lock_state(root: &Path) -> Result<StateLock> {
     StateLock::acquire(root, LOCK_TIMEOUT).with_context(|| {
+        let hint = if root == Path::new(SYSTEM_ROOT) {
+            " (the system scope belongs to root; without root, use the per-user scope)"
+        } else {
+            ""
+        };
         format!(
-            "cannot lock the state directory {} ({LOCK_FILE})",
+            "cannot lock the state directory {} ({LOCK_FILE}){hint}",
             root.display()
         )
     })
@@ -1366,12 +1490,23 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
     let root = state_root(&args.state)?;
     let config_file = config_path(&args.state, &root);
     let config = Config::load(&config_file)?;
-    let lock = lock_state(&root)?;
+    let (Some(lock), mut prefs, _) = crate::cmd_lifecycle::lock_and_recover(&root, Some(&config))?
+    else {
+        bail!(
+            "an interrupted uninstall of upkeep from {} was finished; nothing is left to update",
+            root.display()
+        );
+    };
     let prefs_path = root.join(PREFS_FILE);
-    let mut prefs = Prefs::load(&prefs_path)?;
-    crate::cmd_lifecycle::recover(&root, Some(&config), &mut prefs)?;
     let ids = select_apps(&root, &prefs, args.app.as_deref())?;
-    let pass = check_and_apply(&root, &config, &prefs_path, &mut prefs, ids)?;
+    let pass = check_and_apply(
+        &root,
+        &config,
+        &prefs_path,
+        &mut prefs,
+        ids,
+        PassOptions::default(),
+    )?;
     let code = print_pass(&pass, &prefs, args.json)?;
     drop(lock);
     crate::cmd_lifecycle::after_pass(&root, &args.state, &pass)?;
@@ -1387,6 +1522,7 @@ pub(crate) fn check_and_apply(
     prefs_path: &Path,
     prefs: &mut Prefs,
     ids: Vec<String>,
+    options: PassOptions,
 ) -> Result<Pass> {
     let now = unix_now();
     if let Some(until) = prefs.retry_after_until
@@ -1421,6 +1557,9 @@ pub(crate) fn check_and_apply(
         let record = prefs.apps[id].clone();
         if run.is_gone(id, &record) {
             prefs.apps.remove(id);
+            if options.self_uninstall && prefs.apps.values().all(|r| r.updater) {
+                prefs.uninstalling = true;
+            }
             prefs
                 .save(prefs_path)
                 .with_context(|| format!("cannot forget {id} in {}", prefs_path.display()))?;
@@ -1446,7 +1585,7 @@ pub(crate) fn check_and_apply(
     let only_updater_left = !removed.is_empty() && prefs.apps.values().all(|record| record.updater);
     let ids: Vec<String> = all_ids
         .iter()
-        .filter(|id| !removed.contains_key(*id) && !only_updater_left)
+        .filter(|id| !removed.contains_key(*id) && !only_updater_left && options.check)
         .cloned()
         .collect();
 
@@ -1829,10 +1968,9 @@ pub fn rollback(args: RollbackArgs) -> Result<ExitCode> {
     // A rollback is a recovery: it works without a usable configuration,
     // only the report is then skipped.
     let config = Config::load(&config_file);
-    let _lock = lock_state(&root)?;
+    let (_lock, mut prefs) =
+        crate::cmd_lifecycle::lock_and_recover_held(&root, config.as_ref().ok())?;
     let prefs_path = root.join(PREFS_FILE);
-    let mut prefs = Prefs::load(&prefs_path)?;
-    crate::cmd_lifecycle::recover(&root, config.as_ref().ok(), &mut prefs)?;
     let id = args.app.to_ascii_lowercase();
     let Some(record) = prefs.apps.get(&id).cloned() else {
         bail!("app {} is not registered in {}", args.app, root.display());
@@ -1928,26 +2066,6 @@ fn remove_old_payloads(root: &Path, id: &str, keep: &Version) {
                 tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove an old payload");
             }
         }
-    }
-}
-
-/// The one file a package directory holds (an updater release is one
-/// binary).
-fn single_file(dir: &Path) -> Result<PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
-        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-        if entry.path().is_file() {
-            files.push(entry.path());
-        }
-    }
-    match files.as_slice() {
-        [one] => Ok(one.clone()),
-        _ => bail!(
-            "an upkeep release must be exactly one file (the binary); {} holds {}",
-            dir.display(),
-            files.len()
-        ),
     }
 }
 

@@ -22,8 +22,8 @@ use upkeep_plugin_host::{CallOptions, QualifyInput, World};
 
 use crate::ExitCode;
 use crate::cmd_client::{
-    self, Config, StateArgs, UpdaterMode, check_and_apply, config_path, lock_state, print_pass,
-    state_root,
+    self, Config, PassOptions, StateArgs, UpdaterMode, check_and_apply, config_path, lock_state,
+    print_pass, state_root,
 };
 use crate::service;
 
@@ -101,13 +101,69 @@ pub(crate) fn log(root: &Path, line: &str) {
     }
 }
 
+/// What [`recover`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recovered {
+    /// The state is settled; go on.
+    Ready,
+    /// An interrupted uninstall was finished: the state root is empty.
+    Uninstalled,
+}
+
+/// Takes the lock, loads the prefs and settles what a dead process left
+/// ([`recover`]). After a finished uninstall no lock is held (its file went
+/// with the rest; a caller that goes on takes it afresh) and the prefs are
+/// empty.
+pub(crate) fn lock_and_recover(
+    root: &Path,
+    config: Option<&Config>,
+) -> Result<(Option<StateLock>, Prefs, Recovered)> {
+    let lock = lock_state(root)?;
+    let mut prefs = Prefs::load(&root.join(PREFS_FILE))?;
+    let recovered = recover(root, config, &mut prefs)?;
+    if recovered == Recovered::Uninstalled {
+        drop(lock);
+        return Ok((None, Prefs::default(), recovered));
+    }
+    Ok((Some(lock), prefs, recovered))
+}
+
+/// [`lock_and_recover`] for a command that goes on after a finished
+/// uninstall: the lock is always held.
+pub(crate) fn lock_and_recover_held(
+    root: &Path,
+    config: Option<&Config>,
+) -> Result<(StateLock, Prefs)> {
+    match lock_and_recover(root, config)? {
+        (Some(lock), prefs, _) => Ok((lock, prefs)),
+        (None, prefs, _) => Ok((lock_state(root)?, prefs)),
+    }
+}
+
 /// Finishes or undoes what a dead process left: an uninstall in progress,
 /// an activation (the `swapping` bit), a journalled app switch. The caller
-/// holds the lock.
-pub(crate) fn recover(root: &Path, config: Option<&Config>, prefs: &mut Prefs) -> Result<()> {
+/// holds the lock. Without the configuration (it names the service shim)
+/// an interrupted uninstall or activation is not touched: that is an
+/// error asking for `upkeep uninstall` or `upkeep wake`.
+pub(crate) fn recover(
+    root: &Path,
+    config: Option<&Config>,
+    prefs: &mut Prefs,
+) -> Result<Recovered> {
     if prefs.uninstalling {
+        if config.is_none() {
+            bail!(
+                "upkeep is being uninstalled from {}; run `upkeep uninstall` to finish",
+                root.display()
+            );
+        }
+        eprintln!("upkeep: finishing the uninstall an earlier process began");
+        uninstall_locked(root, config, prefs)?;
+        return Ok(Recovered::Uninstalled);
+    }
+    if prefs.swapping.is_some() && config.is_none() {
         bail!(
-            "upkeep is being uninstalled from {}; run `upkeep uninstall` to finish",
+            "an activation in {} was interrupted and needs the configuration to finish; run `upkeep wake`",
             root.display()
         );
     }
@@ -160,7 +216,7 @@ pub(crate) fn recover(root: &Path, config: Option<&Config>, prefs: &mut Prefs) -
         let exe = std::env::current_exe().ok();
         lifecycle::sweep_leftovers(root, exe.as_deref().and_then(Path::parent));
     }
-    Ok(())
+    Ok(Recovered::Ready)
 }
 
 /// What [`step`] did with this updater version.
@@ -278,7 +334,14 @@ fn qualify(root: &Path, config: &Config, own: &Version) -> Result<Result<(), Str
     local.apps.insert(q.app.clone(), record);
     local.save(&local_path)?;
     crash::point("qualify.registered");
-    let pass = check_and_apply(root, config, &local_path, &mut local, vec![q.app.clone()]);
+    let pass = check_and_apply(
+        root,
+        config,
+        &local_path,
+        &mut local,
+        vec![q.app.clone()],
+        PassOptions::default(),
+    );
     let why = match pass {
         Err(e) => Some(format!("{e:#}")),
         Ok(pass) if pass.failed() => Some(pass.failure_text()),
@@ -375,10 +438,13 @@ fn reexec(exe: &Path, version: &Version) -> Result<()> {
     use std::os::unix::process::CommandExt;
     eprintln!("upkeep: restarting as {version} ({})", exe.display());
     let _ = std::io::stdout().flush();
-    let err = Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env("UPKEEP_RESTARTED_AS", version.to_string())
-        .exec();
+    let mut cmd = Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .env("UPKEEP_RESTARTED_AS", version.to_string());
+    if let Some(tag) = crash::child_tag() {
+        cmd.env(crash::CRASH_PROC_ENV, tag);
+    }
+    let err = cmd.exec();
     Err(err).with_context(|| format!("cannot execute the new binary {}", exe.display()))
 }
 
@@ -407,10 +473,8 @@ pub fn setup(args: SetupArgs) -> Result<ExitCode> {
     let config = load_config(&args.state, &root)?;
     let (_, own) = own_version();
     let exe = std::env::current_exe().context("cannot find the running binary")?;
-    let lock = lock_state(&root)?;
+    let (lock, mut prefs) = lock_and_recover_held(&root, Some(&config))?;
     let prefs_path = root.join(PREFS_FILE);
-    let mut prefs = Prefs::load(&prefs_path)?;
-    recover(&root, Some(&config), &mut prefs)?;
     let mode = config.updater.as_ref().map(|u| u.mode).unwrap_or_default();
     if let Some(updater) = &config.updater
         && !prefs.apps.contains_key(&updater.app)
@@ -511,53 +575,82 @@ fn finish_step(
 pub fn wake(args: WakeArgs) -> Result<ExitCode> {
     let root = state_root(&args.state)?;
     let config = load_config(&args.state, &root)?;
-    let lock = lock_state(&root)?;
+    let (Some(lock), mut prefs, _) = lock_and_recover(&root, Some(&config))? else {
+        return Ok(ExitCode::Ok);
+    };
     let prefs_path = root.join(PREFS_FILE);
-    let mut prefs = Prefs::load(&prefs_path)?;
-    recover(&root, Some(&config), &mut prefs)?;
     let (installed, own) = own_version();
-    let mut older = Vec::new();
+    // Other versions to start once the lock is released: older ones retire
+    // themselves, newer ones not active yet (re)try qualification.
+    let mut others = Vec::new();
     if installed.as_ref().is_some_and(|i| i.root == root) {
         match step(&root, &config, &mut prefs, &own)? {
-            Stepped::Active { older: o } => older = o,
+            Stepped::Active { older } => {
+                others = older;
+                others.extend(
+                    lifecycle::installed_versions(&root)
+                        .into_iter()
+                        .filter(|v| *v > own),
+                );
+            }
             other => {
                 drop(lock);
                 return finish_step(&root, &args.state, &own, other);
             }
         }
     }
+    if prefs.apps.is_empty() {
+        println!("no app is registered; nothing to check");
+        drop(lock);
+        start_versions(&root, &args.state, &others);
+        return Ok(ExitCode::Ok);
+    }
     let now = unix_now();
     let interval = i64::try_from(config.check_interval.as_secs()).unwrap_or(i64::MAX);
     let due = prefs
         .last_check
         .is_none_or(|last| now.saturating_sub(last) >= interval || last > now);
-    if !(args.now || due) {
+    let checking = args.now || due;
+    // Existence checks run on every wake; the update check when it is due.
+    let has_checkers = prefs.apps.values().any(|r| r.existence.is_some());
+    let pass = if checking || has_checkers {
+        let ids = prefs.apps.keys().cloned().collect();
+        let options = PassOptions {
+            check: checking,
+            self_uninstall: true,
+        };
+        Some(check_and_apply(
+            &root,
+            &config,
+            &prefs_path,
+            &mut prefs,
+            ids,
+            options,
+        )?)
+    } else {
+        None
+    };
+    let code = match &pass {
+        Some(pass) if checking || pass.removed_any() => print_pass(pass, &prefs, args.json)?,
+        _ => ExitCode::Ok,
+    };
+    if !checking && !prefs.uninstalling {
         let next = prefs.last_check.unwrap_or(now).saturating_add(interval) - now;
         println!(
             "up to date as of the last check; next check in {} min",
             next / 60 + 1
         );
-        drop(lock);
-        start_versions(&root, &args.state, &older);
-        return Ok(ExitCode::Ok);
     }
-    if prefs.apps.is_empty() {
-        println!("no app is registered; nothing to check");
-        drop(lock);
-        start_versions(&root, &args.state, &older);
-        return Ok(ExitCode::Ok);
-    }
-    let ids = prefs.apps.keys().cloned().collect();
-    let pass = check_and_apply(&root, &config, &prefs_path, &mut prefs, ids)?;
-    let code = print_pass(&pass, &prefs, args.json)?;
-    if pass.removed_any() && prefs.apps.values().all(|r| r.updater) {
+    if prefs.uninstalling {
         println!("the last app is gone: uninstalling upkeep");
         uninstall_locked(&root, Some(&config), &mut prefs)?;
         return Ok(code);
     }
     drop(lock);
-    start_versions(&root, &args.state, &older);
-    after_pass(&root, &args.state, &pass)?;
+    start_versions(&root, &args.state, &others);
+    if let Some(pass) = &pass {
+        after_pass(&root, &args.state, pass)?;
+    }
     Ok(code)
 }
 
@@ -585,10 +678,14 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     };
     let mut versions = Vec::new();
     for v in lifecycle::installed_versions(&root) {
-        let local = Prefs::load(&lifecycle::local_prefs_path(&root, &v)).ok();
-        let q = local.and_then(|l| l.qualification);
+        let (q, unreadable) = match Prefs::load(&lifecycle::local_prefs_path(&root, &v)) {
+            Ok(local) => (local.qualification, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
         let state = if prefs.active_version.as_ref() == Some(&v) {
             "active"
+        } else if unreadable.is_some() {
+            "unreadable"
         } else if q.as_ref().is_some_and(|q| q.qualified) {
             "qualified"
         } else {
@@ -596,7 +693,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         };
         versions.push(json!({
             "version": v.to_string(), "state": state,
-            "qualification": q.and_then(|q| q.detail),
+            "qualification": unreadable.or_else(|| q.and_then(|q| q.detail)),
         }));
     }
     let apps: Vec<_> = prefs
@@ -674,7 +771,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
 pub fn uninstall(args: UninstallArgs) -> Result<ExitCode> {
     let root = state_root(&args.state)?;
     if !root.join(PREFS_FILE).exists() && !root.join(appdir::VERSIONS).exists() {
-        // An uninstall that died after removing the prefs left the lock.
+        // Only a lock file left (a command ran on an uninstalled root).
         let lock = root.join(upkeep_core::state::LOCK_FILE);
         if lock.exists() {
             std::fs::remove_file(&lock)
@@ -690,10 +787,11 @@ pub fn uninstall(args: UninstallArgs) -> Result<ExitCode> {
     }
     let config = load_config(&args.state, &root).ok();
     let _lock = lock_state(&root)?;
-    let mut prefs = Prefs::load(&root.join(PREFS_FILE))?;
-    if !prefs.uninstalling {
-        recover(&root, config.as_ref(), &mut prefs)?;
-    }
+    let prefs_path = root.join(PREFS_FILE);
+    let mut prefs = Prefs::load(&prefs_path)?;
+    // Apps stay installed: a switch in flight is settled first. An
+    // interrupted activation is not resumed: upkeep is going away.
+    lifecycle::recover_switch(&prefs_path, &mut prefs, unix_now())?;
     uninstall_locked(&root, config.as_ref(), &mut prefs)?;
     Ok(ExitCode::Ok)
 }
@@ -753,11 +851,19 @@ fn uninstall_locked(root: &Path, config: Option<&Config>, prefs: &mut Prefs) -> 
         };
         result.with_context(|| format!("cannot remove {}", path.display()))?;
     }
+    // The lock file goes while held (a process waiting on it notices and
+    // takes a fresh one); the prefs, still saying `uninstalling`, go last.
+    let lock = root.join(upkeep_core::state::LOCK_FILE);
+    match std::fs::remove_file(&lock) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove {}", lock.display())),
+    }
+    crash::point("uninstall.lock-removed");
+    log(root, "uninstalled; only this log is left");
     std::fs::remove_file(&prefs_path)
         .with_context(|| format!("cannot remove {}", prefs_path.display()))?;
     crash::point("uninstall.prefs-removed");
-    log(root, "uninstalled; only this log is left");
-    let _ = std::fs::remove_file(root.join(upkeep_core::state::LOCK_FILE));
     println!(
         "upkeep is uninstalled from {}; only {} is left",
         root.display(),

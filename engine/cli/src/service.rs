@@ -19,25 +19,31 @@ use crate::cmd_client::Config;
 pub(crate) struct Service {
     shim: Option<Shim>,
     interval: std::time::Duration,
+    /// `--config` for the service's command line, when the configuration
+    /// is not the state root's default `config.toml`.
+    config_arg: Option<std::path::PathBuf>,
 }
 
 impl Service {
     /// Loads the shim `config` names, if any.
-    pub(crate) fn from_config(_root: &Path, config: Option<&Config>) -> Result<Self> {
-        let interval = config.map_or(std::time::Duration::from_secs(300 * 60), |c| {
-            c.check_interval
-        });
+    pub(crate) fn from_config(root: &Path, config: Option<&Config>) -> Result<Self> {
+        // The timer wakes upkeep hourly (or more often when checks are
+        // more frequent); each wake checks for updates only when due.
+        let hourly = std::time::Duration::from_secs(3600);
+        let interval = config.map_or(hourly, |c| c.check_interval.min(hourly));
+        let config_arg = config
+            .map(|c| c.path.clone())
+            .filter(|p| *p != root.join("config.toml"));
+        let none = || Self {
+            shim: None,
+            interval,
+            config_arg: None,
+        };
         let Some(updater) = config.and_then(|c| c.updater.as_ref()) else {
-            return Ok(Self {
-                shim: None,
-                interval,
-            });
+            return Ok(none());
         };
         let Some(path) = &updater.shim else {
-            return Ok(Self {
-                shim: None,
-                interval,
-            });
+            return Ok(none());
         };
         let mut shim_config = ShimConfig::new();
         for (k, v) in &updater.shim_config {
@@ -50,6 +56,7 @@ impl Service {
         Ok(Self {
             shim: Some(shim),
             interval,
+            config_arg,
         })
     }
 
@@ -62,11 +69,15 @@ impl Service {
             return Ok(());
         };
         let exe = lifecycle::binary_path(root, to);
-        let args = vec![
+        let mut args = vec![
             "wake".to_owned(),
             "--root".to_owned(),
             root.display().to_string(),
         ];
+        if let Some(config) = &self.config_arg {
+            args.push("--config".to_owned());
+            args.push(config.display().to_string());
+        }
         shim.register_service(&exe, &args)
             .map_err(|e| e.to_string())?;
         shim.register_wake(self.interval, &exe, &args)

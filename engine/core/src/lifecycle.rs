@@ -278,13 +278,20 @@ pub fn deactivate(root: &Path, prefs: &Prefs, own: &Version) -> Result<(), Lifec
 /// process dies before renaming it into place.
 pub const STAGING_PREFIXES: [&str; 2] = [".upkeep.new-", ".upkeep.tmp-"];
 
-/// Removes what interrupted work left: `versions/.removing-*` of
-/// deactivations, and staged binary copies in each version directory and
-/// in `exe_dir` (the running binary's folder). Call under the lock, after
+/// Removes what interrupted work left: temporary files of atomic writes
+/// (`.prefs.json.tmp-*`) and link switches (`current.tmp-*`) in the root,
+/// `versions/.removing-*` of deactivations, and staged binary copies in
+/// each version directory and in `exe_dir` (the running binary's folder). Call under the lock, after
 /// the journal is settled (a journalled binary replacement names its
 /// staged copy).
 pub fn sweep_leftovers(root: &Path, exe_dir: Option<&Path>) {
-    let mut dirs: Vec<PathBuf> = exe_dir.map(Path::to_path_buf).into_iter().collect();
+    let is_temp = |name: &str| {
+        (name.starts_with('.') && name.contains(".tmp-"))
+            || name.starts_with(&format!("{}.tmp-", appdir::CURRENT))
+    };
+    // (directory, whether any temporary file goes or only staged binaries)
+    let mut dirs: Vec<(PathBuf, bool)> = vec![(root.to_path_buf(), true)];
+    dirs.extend(exe_dir.map(|d| (d.to_path_buf(), false)));
     if let Ok(entries) = fs::read_dir(root.join(appdir::VERSIONS)) {
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().starts_with(".removing-") {
@@ -292,21 +299,23 @@ pub fn sweep_leftovers(root: &Path, exe_dir: Option<&Path>) {
                     tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a deactivated version");
                 }
             } else {
-                dirs.push(e.path());
+                dirs.push((e.path(), true));
             }
         }
     }
-    for dir in dirs {
+    for (dir, any_temp) in dirs {
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
         for e in entries.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
-            if STAGING_PREFIXES.iter().any(|p| name.starts_with(p))
+            let staged = STAGING_PREFIXES.iter().any(|p| name.starts_with(p));
+            if (staged || (any_temp && is_temp(&name)))
+                && e.file_type().is_ok_and(|t| !t.is_dir())
                 && let Err(err) = fs::remove_file(e.path())
             {
-                tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a staged copy");
+                tracing::warn!(path = %e.path().display(), error = %err, "cannot remove a leftover file");
             }
         }
     }
@@ -522,6 +531,7 @@ mod tests {
                 sha256: "00".repeat(32),
             }),
             updater: false,
+            post_install_check: None,
             existence: None,
             marker: None,
             channel: None,

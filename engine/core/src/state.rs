@@ -108,6 +108,10 @@ pub struct AppRecord {
     /// running binary, and activation (not the install) switches to them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub updater: bool,
+    /// A check (qualifier-world plugin) every freshly installed version
+    /// must pass before `current` switches to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_install_check: Option<PluginRef>,
     /// The existence-checker plugin, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub existence: Option<PluginRef>,
@@ -323,20 +327,30 @@ pub struct StateLock {
 
 impl StateLock {
     /// Takes the lock on `root/prefs.lock`, waiting at most `timeout`.
+    ///
+    /// A lock file removed (by an uninstall) while this process waited on
+    /// it is opened afresh, so two processes never hold locks on two
+    /// different files of the same name.
     pub fn acquire(root: &Path, timeout: Duration) -> Result<Self, StateError> {
-        fs::create_dir_all(root).map_err(|e| StateError::io(root, e))?;
         let path = root.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| StateError::io(&path, e))?;
         let started = Instant::now();
-        loop {
+        let mut file = loop {
+            fs::create_dir_all(root).map_err(|e| StateError::io(root, e))?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+                .map_err(|e| StateError::io(&path, e))?;
             match file.try_lock() {
-                Ok(()) => break,
+                Ok(()) => {
+                    if same_file(&file, &path) {
+                        break file;
+                    }
+                    // Locked a file that is no longer at `path`: again.
+                    continue;
+                }
                 Err(TryLockError::WouldBlock) => {
                     if started.elapsed() >= timeout {
                         let holder = fs::read_to_string(&path)
@@ -352,7 +366,7 @@ impl StateLock {
                 }
                 Err(TryLockError::Error(e)) => return Err(StateError::io(&path, e)),
             }
-        }
+        };
         let write_pid = |file: &mut File| -> io::Result<()> {
             file.set_len(0)?;
             let mut f: &File = file;
@@ -367,6 +381,23 @@ impl StateLock {
     /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Whether the open `file` is the one at `path` now.
+fn same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
     }
 }
 
@@ -390,6 +421,7 @@ mod tests {
                 sha256: "ab".repeat(32),
             }),
             updater: false,
+            post_install_check: None,
             existence: None,
             marker: None,
             channel: Some("beta".into()),
