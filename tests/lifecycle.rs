@@ -6,7 +6,8 @@
 //! systemd units through the real shim library) and the old one uninstalls
 //! itself. Also: single-binary self-update with `exec`, scopes, the lock,
 //! self-uninstall, and the crash-point sweep that kills the process at
-//! every step of every operation and checks what the next run finds.
+//! every step of every operation and checks what the next run finds
+//! (`UPKEEP_SHOW_CRASH_POINTS=1` lists the points of each scenario).
 
 mod support;
 
@@ -134,6 +135,27 @@ impl Machine {
             &std::fs::read(small_binary()).unwrap(),
             &[],
         );
+        m
+    }
+
+    /// Set up, with alpha 1.0 installed and an existence checker that
+    /// looks for `current/bin/alpha`.
+    fn with_checked_alpha() -> Machine {
+        let m = Machine::new(Mode::SideBySide);
+        m.setup();
+        m.w.publish(ALPHA, "1.0", &[("bin/alpha", "alpha 1.0\n")]);
+        m.w.register_with(
+            ALPHA,
+            "0",
+            &plugin_path("install-archive"),
+            &[
+                "--existence",
+                plugin_path("exists-path").to_str().unwrap(),
+                "--marker",
+                "current/bin/alpha",
+            ],
+        );
+        expect_ok(&m.wake_now());
         m
     }
 
@@ -596,21 +618,7 @@ fn a_held_lock_names_its_holder_and_changes_nothing() {
 
 #[test]
 fn when_the_last_app_is_gone_upkeep_uninstalls_itself_leaving_only_its_log() {
-    let m = Machine::new(Mode::SideBySide);
-    m.setup();
-    m.w.publish(ALPHA, "1.0", &[("bin/alpha", "alpha 1.0\n")]);
-    m.w.register_with(
-        ALPHA,
-        "0",
-        &plugin_path("install-archive"),
-        &[
-            "--existence",
-            plugin_path("exists-path").to_str().unwrap(),
-            "--marker",
-            "current/bin/alpha",
-        ],
-    );
-    expect_ok(&m.wake_now());
+    let m = Machine::with_checked_alpha();
     let install_dir = m.w.install_dir(ALPHA);
     assert!(install_dir.join("current/bin/alpha").exists());
     // Someone removes the app's files behind the engine's back. The next
@@ -775,6 +783,10 @@ impl Scenario {
         self.save_template();
         let points = self.trace();
         assert!(!points.is_empty(), "{}: no crash point reached", self.name);
+        if std::env::var_os("UPKEEP_SHOW_CRASH_POINTS").is_some() {
+            let list = format!("{}: {}\n", self.name, points.join(" "));
+            std::io::Write::write_all(&mut std::io::stderr(), list.as_bytes()).unwrap();
+        }
         for point in &points {
             self.restore();
             let out = (self.run)(&self.m, &[("UPKEEP_CRASH_AT", point.clone())]);
@@ -1101,21 +1113,7 @@ fn only_the_log_is_left(m: &Machine) -> bool {
 }
 
 fn self_uninstall_scenario() -> Scenario {
-    let m = Machine::new(Mode::SideBySide);
-    m.setup();
-    m.w.publish(ALPHA, "1.0", &[("bin/alpha", "alpha 1.0\n")]);
-    m.w.register_with(
-        ALPHA,
-        "0",
-        &plugin_path("install-archive"),
-        &[
-            "--existence",
-            plugin_path("exists-path").to_str().unwrap(),
-            "--marker",
-            "current/bin/alpha",
-        ],
-    );
-    expect_ok(&m.wake_now());
+    let m = Machine::with_checked_alpha();
     std::fs::remove_file(m.w.install_dir(ALPHA).join("versions/1.0/bin/alpha")).unwrap();
     let dirs = vec![m.state().to_path_buf(), m.units.clone()];
     let wake = |m: &Machine, env: &[(&str, String)]| {

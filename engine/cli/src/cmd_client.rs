@@ -28,8 +28,7 @@ use upkeep_core::omaha::{
     RequestBuilder, UpdateCheck, UpdateCheckStatus, random_id,
 };
 use upkeep_core::state::{
-    AppRecord, LOCK_FILE, PREFS_FILE, PluginRef, Prefs, Qualification, StagedBinary, StateLock,
-    SwitchKind,
+    AppRecord, LOCK_FILE, PREFS_FILE, PluginRef, Prefs, StagedBinary, StateLock, SwitchKind,
 };
 use upkeep_core::tuf::{SystemClock, Updater, UpdaterConfig, init_trusted_root};
 use upkeep_core::update_check::{
@@ -1204,16 +1203,7 @@ impl<'a> Run<'a> {
                     copy_executable(binary, &dest)?;
                     check_copy(&dest)?;
                     crash::point("self-install.binary-written");
-                    let local = Prefs {
-                        qualification: Some(Qualification {
-                            qualified: false,
-                            attempts: 0,
-                            last_attempt: None,
-                            detail: None,
-                        }),
-                        ..Prefs::default()
-                    };
-                    local.save(&local_path).map_err(anyhow::Error::from)?;
+                    lifecycle::write_unqualified(&self.root, next)?;
                     crash::point("self-install.local-prefs-written");
                     Ok::<(), anyhow::Error>(())
                 })();

@@ -189,28 +189,19 @@ pub(crate) fn recover(
             }),
         );
     }
-    match lifecycle::recover_switch(&root.join(PREFS_FILE), prefs, unix_now())? {
-        None => {}
-        Some(Recovery::Completed(p)) => {
-            eprintln!(
-                "upkeep: {}: the switch from {} to {} an earlier process left was completed",
-                p.app, p.from, p.to
-            );
-            log(
-                root,
-                &format!("{}: completed the switch {} -> {}", p.app, p.from, p.to),
-            );
-        }
-        Some(Recovery::RolledBack(p)) => {
-            eprintln!(
-                "upkeep: {}: the switch from {} to {} an earlier process left was undone",
-                p.app, p.from, p.to
-            );
-            log(
-                root,
-                &format!("{}: undid the switch {} -> {}", p.app, p.from, p.to),
-            );
-        }
+    if let Some(recovery) = lifecycle::recover_switch(&root.join(PREFS_FILE), prefs, unix_now())? {
+        let (p, how) = match recovery {
+            Recovery::Completed(p) => (p, "completed"),
+            Recovery::RolledBack(p) => (p, "undone"),
+        };
+        eprintln!(
+            "upkeep: {}: the switch from {} to {} an earlier process left was {how}",
+            p.app, p.from, p.to
+        );
+        log(
+            root,
+            &format!("{}: {how} the switch {} -> {}", p.app, p.from, p.to),
+        );
     }
     if prefs.pending.is_none() {
         let exe = std::env::current_exe().ok();
@@ -517,18 +508,8 @@ pub fn setup(args: SetupArgs) -> Result<ExitCode> {
         }
         cmd_client::copy_executable(&exe, &dest)?;
         crash::point("setup.binary-copied");
-        let local_path = lifecycle::local_prefs_path(&root, &own);
-        if !local_path.exists() {
-            Prefs {
-                qualification: Some(Qualification {
-                    qualified: false,
-                    attempts: 0,
-                    last_attempt: None,
-                    detail: None,
-                }),
-                ..Prefs::default()
-            }
-            .save(&local_path)?;
+        if !lifecycle::local_prefs_path(&root, &own).exists() {
+            lifecycle::write_unqualified(&root, &own)?;
         }
         log(&root, &format!("installed {own} side by side"));
         println!(

@@ -32,7 +32,8 @@ use crate::appdir;
 use crate::crash;
 use crate::durable::sync_dir;
 use crate::state::{
-    AppRecord, PREFS_FILE, PendingSwitch, Prefs, StagedBinary, StateError, Swapping, SwitchKind,
+    AppRecord, PREFS_FILE, PendingSwitch, Prefs, Qualification, StagedBinary, StateError, Swapping,
+    SwitchKind,
 };
 use crate::version::Version;
 
@@ -116,6 +117,21 @@ pub fn local_prefs_path(root: &Path, version: &Version) -> PathBuf {
 /// The binary of updater version `version`.
 pub fn binary_path(root: &Path, version: &Version) -> PathBuf {
     appdir::version_dir(root, version).join(BINARY)
+}
+
+/// Writes the local prefs of a freshly installed updater version:
+/// Unqualified, no attempt yet.
+pub fn write_unqualified(root: &Path, version: &Version) -> Result<(), StateError> {
+    Prefs {
+        qualification: Some(Qualification {
+            qualified: false,
+            attempts: 0,
+            last_attempt: None,
+            detail: None,
+        }),
+        ..Prefs::default()
+    }
+    .save(&local_prefs_path(root, version))
 }
 
 /// What an updater version is, given the global prefs.
@@ -580,7 +596,7 @@ mod tests {
         );
         install_version(root.path(), "3.0");
         let local = Prefs {
-            qualification: Some(crate::state::Qualification {
+            qualification: Some(Qualification {
                 qualified: true,
                 attempts: 1,
                 last_attempt: None,

@@ -271,6 +271,35 @@ unsafe fn command<'a>(
     Ok((exe, decode_args(args)))
 }
 
+/// Runs a call that takes a command line (executable and encoded
+/// arguments) on the instance behind `handle`, reporting into `out`.
+///
+/// # Safety
+///
+/// `handle` must be live and the pointers must satisfy the ABI contract of
+/// the call (crate docs): `ptrs`/`lens` are the executable and the
+/// arguments.
+unsafe fn command_call<T: ShimV1>(
+    handle: ShimHandle,
+    ptrs: [*const u8; 2],
+    lens: [usize; 2],
+    out: *mut ShimBuffer,
+    f: impl FnOnce(&mut T, &str, &[String]) -> Result<(), ShimFailure>,
+) -> Status {
+    let result = catch(|| {
+        // SAFETY: a live handle, and valid strings, per the contract.
+        let (shim, (exe, args)) = unsafe {
+            (
+                instance::<T>(handle)?,
+                command(ptrs[0], lens[0], ptrs[1], lens[1])?,
+            )
+        };
+        f(shim, exe, &args)
+    });
+    // SAFETY: `out` is null or a valid buffer per the contract.
+    unsafe { report(out, result) }
+}
+
 /// `open` of the table built by [`table_v1`].
 ///
 /// # Safety
@@ -332,18 +361,16 @@ pub unsafe extern "C" fn register_service_v1<T: ShimV1>(
     args_len: usize,
     out: *mut ShimBuffer,
 ) -> Status {
-    let result = catch(|| {
-        // SAFETY: a live handle, and valid strings, per the contract.
-        let (shim, (exe, args)) = unsafe {
-            (
-                instance::<T>(handle)?,
-                command(exe_ptr, exe_len, args_ptr, args_len)?,
-            )
-        };
-        shim.register_service(exe, &args)
-    });
-    // SAFETY: `out` is null or a valid buffer per the contract.
-    unsafe { report(out, result) }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        command_call::<T>(
+            handle,
+            [exe_ptr, args_ptr],
+            [exe_len, args_len],
+            out,
+            |shim, exe, args| shim.register_service(exe, args),
+        )
+    }
 }
 
 /// `swap_service` of the table built by [`table_v1`].
@@ -359,18 +386,16 @@ pub unsafe extern "C" fn swap_service_v1<T: ShimV1>(
     args_len: usize,
     out: *mut ShimBuffer,
 ) -> Status {
-    let result = catch(|| {
-        // SAFETY: a live handle, and valid strings, per the contract.
-        let (shim, (exe, args)) = unsafe {
-            (
-                instance::<T>(handle)?,
-                command(exe_ptr, exe_len, args_ptr, args_len)?,
-            )
-        };
-        shim.swap_service(exe, &args)
-    });
-    // SAFETY: `out` is null or a valid buffer per the contract.
-    unsafe { report(out, result) }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        command_call::<T>(
+            handle,
+            [exe_ptr, args_ptr],
+            [exe_len, args_len],
+            out,
+            |shim, exe, args| shim.swap_service(exe, args),
+        )
+    }
 }
 
 /// `unregister_service` of the table built by [`table_v1`].
@@ -402,23 +427,23 @@ pub unsafe extern "C" fn register_wake_v1<T: ShimV1>(
     args_len: usize,
     out: *mut ShimBuffer,
 ) -> Status {
-    let result = catch(|| {
-        // SAFETY: a live handle, and valid strings, per the contract.
-        let (shim, (exe, args)) = unsafe {
-            (
-                instance::<T>(handle)?,
-                command(exe_ptr, exe_len, args_ptr, args_len)?,
-            )
-        };
-        if interval_seconds == 0 {
-            return Err(ShimFailure::invalid_argument(
-                "the wake interval must be at least one second",
-            ));
-        }
-        shim.register_wake(Duration::from_secs(interval_seconds), exe, &args)
-    });
-    // SAFETY: `out` is null or a valid buffer per the contract.
-    unsafe { report(out, result) }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        command_call::<T>(
+            handle,
+            [exe_ptr, args_ptr],
+            [exe_len, args_len],
+            out,
+            |shim, exe, args| {
+                if interval_seconds == 0 {
+                    return Err(ShimFailure::invalid_argument(
+                        "the wake interval must be at least one second",
+                    ));
+                }
+                shim.register_wake(Duration::from_secs(interval_seconds), exe, args)
+            },
+        )
+    }
 }
 
 /// `unregister_wake` of the table built by [`table_v1`].
