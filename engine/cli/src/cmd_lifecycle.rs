@@ -628,6 +628,10 @@ pub fn wake(args: WakeArgs) -> Result<ExitCode> {
         return Ok(code);
     }
     drop(lock);
+    if let Some(pass) = &pass {
+        // A version this pass staged is started once, by `after_pass`.
+        others.retain(|v| !pass.staged.contains(v));
+    }
     start_versions(&root, &args.state, &others);
     if let Some(pass) = &pass {
         after_pass(&root, &args.state, pass)?;
