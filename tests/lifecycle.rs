@@ -676,6 +676,260 @@ fn uninstall_on_demand_removes_upkeep_but_not_the_apps() {
 }
 
 // ---------------------------------------------------------------------------
+// The daemon and its IPC socket
+// ---------------------------------------------------------------------------
+
+/// A running `upkeep daemon`, killed when dropped.
+struct DaemonGuard {
+    child: std::process::Child,
+}
+
+impl Drop for DaemonGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl DaemonGuard {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `within` for the daemon to exit by itself.
+    fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Machine {
+    /// Starts `versions/<version>/upkeep daemon`; returns once it answers
+    /// a ping on `<root>/versions/<version>/ipc.sock`.
+    fn start_daemon(&self, version: &str) -> DaemonGuard {
+        let exe = self.state().join(format!("versions/{version}/upkeep"));
+        let log = self.w.path(&format!("daemon-{version}.log"));
+        let child = Command::new(&exe)
+            .env_remove("RUST_LOG")
+            .env_remove("UPKEEP_CRASH_AT")
+            .env_remove("UPKEEP_CRASH_TRACE")
+            .arg("daemon")
+            .arg("--root")
+            .arg(self.state())
+            .arg("--config")
+            .arg(self.config())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut guard = DaemonGuard { child };
+        let socket = self.state().join(format!("versions/{version}/ipc.sock"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(answer) = exchange(&socket, b"{\"op\":\"ping\"}\n")
+                && answer["ok"] == true
+            {
+                assert_eq!(answer["version"], version, "{answer}");
+                assert_eq!(answer["pid"], guard.pid(), "{answer}");
+                return guard;
+            }
+            if let Some(status) = guard.child.try_wait().unwrap() {
+                panic!(
+                    "the daemon exited ({status}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "the daemon never answered");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn ipc_link(&self) -> Option<String> {
+        let target = std::fs::read_link(self.state().join("ipc.sock")).ok()?;
+        Some(target.to_str()?.to_owned())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.state().join("upkeep.log")).unwrap_or_default()
+    }
+}
+
+/// One raw exchange with a daemon: writes `request`, reads the answer line.
+fn exchange(socket: &Path, request: &[u8]) -> std::io::Result<Value> {
+    use std::io::{BufRead, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    stream.write_all(request)?;
+    let mut line = String::new();
+    std::io::BufReader::new(stream).read_line(&mut line)?;
+    serde_json::from_str(&line).map_err(std::io::Error::other)
+}
+
+#[test]
+fn wake_goes_through_the_running_daemon_and_ends_with_its_exit_status() {
+    let m = Machine::new(Mode::SideBySide);
+    m.setup();
+    // Activation made the stable endpoint, daemon or not.
+    assert_eq!(m.ipc_link().as_deref(), Some("versions/0.1.0/ipc.sock"));
+    let status = m.status();
+    assert_eq!(
+        status["ipc"]["link"], "versions/0.1.0/ipc.sock",
+        "{status:#}"
+    );
+    assert_eq!(status["ipc"]["daemon"], Value::Null, "{status:#}");
+    m.w.publish(ALPHA, "1.0", &[("bin/alpha", "alpha 1.0\n")]);
+    m.w.register(ALPHA, "0");
+
+    let daemon = m.start_daemon(OLD);
+    let pid = daemon.pid();
+    let status = m.status();
+    assert_eq!(status["ipc"]["daemon"]["version"], OLD, "{status:#}");
+    assert_eq!(status["ipc"]["daemon"]["pid"], pid, "{status:#}");
+
+    let out = m.wake_now();
+    let all = both(&out);
+    expect_ok(&out);
+    assert!(all.contains(&format!("{ALPHA}: installed 1.0")), "{all}");
+    let served = format!("wake served over IPC by {OLD} (pid {pid}): exit 0");
+    assert!(m.log().contains(&served), "{served:?} not in:\n{}", m.log());
+    assert_eq!(m.w.version(ALPHA), "1.0");
+
+    // The exit status and stderr of the daemon's wake are the client's.
+    let prefs = m.state().join("prefs.json");
+    let good = std::fs::read(&prefs).unwrap();
+    std::fs::write(&prefs, b"{\"format\": 1, \"apps\": [").unwrap();
+    let out = m.wake_now();
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(text(&out.stderr).contains("is corrupt"), "{}", both(&out));
+    let failed = format!("wake served over IPC by {OLD} (pid {pid}): exit 1");
+    assert!(m.log().contains(&failed), "{}", m.log());
+    std::fs::write(&prefs, good).unwrap();
+
+    // --in-process leaves the daemon out.
+    let before = m.log().matches("served over IPC").count();
+    expect_ok(&m.run(&m.active_binary(), &["wake", "--now", "--in-process"]));
+    assert_eq!(m.log().matches("served over IPC").count(), before);
+    // Unreadable prefs did not stop the daemon.
+    let answer = exchange(&m.state().join("ipc.sock"), b"{\"op\":\"ping\"}\n").unwrap();
+    assert_eq!(answer["pid"], pid, "{answer}");
+}
+
+#[test]
+fn after_a_self_update_the_link_names_the_new_socket_and_the_old_daemon_exits() {
+    let m = Machine::new(Mode::SideBySide);
+    m.setup();
+    m.w.publish(ALPHA, "1.0", &[("bin/alpha", "alpha 1.0\n")]);
+    m.w.register(ALPHA, "0");
+    m.publish_qualification("1.0", "1.0\n");
+    m.publish_new_upkeep();
+    let mut old = m.start_daemon(OLD);
+    let old_pid = old.pid();
+
+    let out = m.wake_now();
+    let all = both(&out);
+    expect_ok(&out);
+    assert!(
+        all.contains(&format!("upkeep {NEW}: activated (was {OLD})")),
+        "{all}"
+    );
+    assert!(
+        m.log()
+            .contains(&format!("wake served over IPC by {OLD} (pid {old_pid})")),
+        "{}",
+        m.log()
+    );
+    assert_eq!(m.ipc_link().as_deref(), Some("versions/0.2.0/ipc.sock"));
+    let status = old
+        .exited_within(Duration::from_secs(5))
+        .expect("the old daemon is still running");
+    assert!(status.success(), "{status}");
+    assert!(
+        m.log()
+            .contains(&format!("daemon {OLD} (pid {old_pid}) exits:")),
+        "{}",
+        m.log()
+    );
+
+    // The new version's daemon serves the same endpoint.
+    let new = m.start_daemon(NEW);
+    expect_ok(&m.wake_now());
+    assert!(
+        m.log().contains(&format!(
+            "wake served over IPC by {NEW} (pid {}): exit 0",
+            new.pid()
+        )),
+        "{}",
+        m.log()
+    );
+    assert_eq!(m.status()["ipc"]["daemon"]["version"], NEW);
+}
+
+#[test]
+fn a_hostile_client_cannot_wedge_the_daemon() {
+    use std::io::Write;
+    let m = Machine::new(Mode::SideBySide);
+    m.setup();
+    // Only an installed, active version serves.
+    let out = m.run(support::upkeep_bin(), &["daemon"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("runs only from a version installed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut daemon = m.start_daemon(OLD);
+    let socket = m.state().join("ipc.sock");
+    let out = m.run(&m.active_binary(), &["daemon"]);
+    assert!(
+        text(&out.stderr).contains("a daemon already listens"),
+        "{}",
+        both(&out)
+    );
+
+    for garbage in [
+        &b"hello\n"[..],
+        b"{\"op\":\"reboot\"}\n",
+        b"{\"op\":\"wake\",\"now\":\"yes\"}\n",
+        b"\xff\xfe\n",
+    ] {
+        let answer = exchange(&socket, garbage).unwrap();
+        assert_eq!(answer["ok"], false, "{answer}");
+        assert!(answer["error"].as_str().is_some(), "{answer}");
+    }
+    // An over-long line: an error, or the connection is closed.
+    let long = vec![b'x'; 200 * 1024];
+    if let Ok(answer) = exchange(&socket, &long) {
+        assert_eq!(answer["ok"], false, "{answer}");
+    }
+    // A client that connects and says nothing is dropped after a while.
+    let mut silent = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    silent.write_all(b"{\"op\":").unwrap();
+    let started = Instant::now();
+    let answer = exchange(&socket, b"{\"op\":\"ping\"}\n").unwrap();
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    drop(silent);
+
+    // Killed, it leaves a stale socket; the next daemon replaces it.
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    assert!(m.state().join("versions/0.1.0/ipc.sock").exists());
+    let out = m.wake_now();
+    expect_ok(&out);
+    assert!(!m.log().contains("served over IPC"), "{}", m.log());
+    let again = m.start_daemon(OLD);
+    let answer = exchange(&socket, b"{\"op\":\"ping\"}\n").unwrap();
+    assert_eq!(answer["pid"], again.pid(), "{answer}");
+}
+
+// ---------------------------------------------------------------------------
 // Crash points
 // ---------------------------------------------------------------------------
 
@@ -983,6 +1237,7 @@ fn self_update_scenario() -> Scenario {
             );
             assert_eq!(assert_updater_whole(m), NEW);
             assert_eq!(m.prefs().apps[SELF_APP].version.to_string(), NEW);
+            assert_eq!(m.ipc_link().as_deref(), Some("versions/0.2.0/ipc.sock"));
             assert!(
                 m.unit("upkeep.service")
                     .contains(&format!("versions/{NEW}/upkeep")),
@@ -1062,6 +1317,7 @@ fn setup_scenario() -> Scenario {
                 },
             );
             assert_eq!(assert_updater_whole(m), OLD);
+            assert_eq!(m.ipc_link().as_deref(), Some("versions/0.1.0/ipc.sock"));
             assert!(
                 m.unit("upkeep.service")
                     .contains(&format!("versions/{OLD}/upkeep"))

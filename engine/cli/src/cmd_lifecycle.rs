@@ -45,9 +45,20 @@ pub struct WakeArgs {
     #[arg(long)]
     json: bool,
 
+    /// Run here, not through the daemon (the daemon runs its wakes this
+    /// way). `UPKEEP_WAKE_IN_PROCESS=1` does the same.
+    #[arg(long)]
+    in_process: bool,
+
     #[command(flatten)]
     state: StateArgs,
 }
+
+/// Set for the `wake` of each version a command starts: it runs in that
+/// process, not through the daemon (which may be busy serving the very wake
+/// that started it). An environment variable rather than `--in-process`, so
+/// that releases older than the flag accept it too.
+pub(crate) const WAKE_IN_PROCESS_ENV: &str = "UPKEEP_WAKE_IN_PROCESS";
 
 /// `upkeep status`.
 #[derive(Debug, Args)]
@@ -69,7 +80,7 @@ pub struct UninstallArgs {
 
 /// The version this process is: the one it is installed as, else the
 /// version it was built as.
-fn own_version() -> (Option<Installed>, Version) {
+pub(crate) fn own_version() -> (Option<Installed>, Version) {
     let installed = std::env::current_exe()
         .ok()
         .and_then(|exe| lifecycle::installed_at(&exe));
@@ -397,6 +408,7 @@ fn start_versions(root: &Path, state: &StateArgs, versions: &[Version]) {
         cmd.arg("wake")
             .arg("--root")
             .arg(root)
+            .env(WAKE_IN_PROCESS_ENV, "1")
             .env_remove("UPKEEP_RESTARTED_AS");
         if let Some(config) = &state.config {
             cmd.arg("--config").arg(config);
@@ -555,6 +567,18 @@ fn finish_step(
 /// active version) checks for updates when the interval has passed.
 pub fn wake(args: WakeArgs) -> Result<ExitCode> {
     let root = state_root(&args.state)?;
+    let in_process = args.in_process
+        || std::env::var_os(WAKE_IN_PROCESS_ENV).is_some_and(|v| !v.is_empty() && v != "0");
+    #[cfg(unix)]
+    if !in_process && let Some(code) = wake_through_daemon(&root, args.now, args.json) {
+        // The daemon's child did the work and its output is printed: end
+        // with its exit status, whatever it is.
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        std::process::exit(code.clamp(0, 255));
+    }
+    #[cfg(not(unix))]
+    let _ = in_process;
     let config = load_config(&args.state, &root)?;
     let (Some(lock), mut prefs, _) = lock_and_recover(&root, Some(&config))? else {
         return Ok(ExitCode::Ok);
@@ -639,6 +663,56 @@ pub fn wake(args: WakeArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
+/// Asks the daemon behind `<root>/ipc.sock` to run the wake and prints
+/// what it printed. `None` when no daemon answers (or the exchange fails
+/// before the wake ran): the caller wakes in-process.
+#[cfg(unix)]
+fn wake_through_daemon(root: &Path, now: bool, json: bool) -> Option<i32> {
+    use crate::ipc;
+    let link = lifecycle::ipc_link_path(root);
+    let pong = match ipc::ping(&link) {
+        Ok(pong) => pong,
+        Err(e) => {
+            tracing::debug!(socket = %link.display(), error = %e, "no daemon answers; waking in-process");
+            return None;
+        }
+    };
+    tracing::debug!(version = %pong.version, pid = pong.pid, "waking through the daemon");
+    match ipc::wake(&link, now, json) {
+        Ok(reply) => {
+            let _ = std::io::stdout().write_all(reply.stdout.as_bytes());
+            let _ = std::io::stderr().write_all(reply.stderr.as_bytes());
+            Some(reply.code)
+        }
+        Err(ipc::CallError::NoDaemon(e)) => {
+            // It went away since the ping (it noticed it is no longer active).
+            tracing::debug!(error = %e, "the daemon is gone; waking in-process");
+            None
+        }
+        Err(e) => {
+            eprintln!(
+                "upkeep: warning: the daemon {} (pid {}) did not run the wake ({e}); waking in-process",
+                pong.version, pong.pid
+            );
+            None
+        }
+    }
+}
+
+/// The `ipc` part of the status: where `<root>/ipc.sock` points and which
+/// daemon, if any, answers there.
+fn ipc_status(root: &Path) -> serde_json::Value {
+    let link = std::fs::read_link(lifecycle::ipc_link_path(root)).ok();
+    #[cfg(unix)]
+    let daemon = link
+        .as_ref()
+        .and_then(|_| crate::ipc::ping(&lifecycle::ipc_link_path(root)).ok())
+        .map(|p| json!({"version": p.version, "pid": p.pid}));
+    #[cfg(not(unix))]
+    let daemon: Option<serde_json::Value> = None;
+    json!({"link": link, "daemon": daemon})
+}
+
 // ------------------------------------------------------------ status ----
 
 /// Runs `upkeep status`: the scope, the updater versions and their states,
@@ -703,6 +777,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         "uninstalling": prefs.uninstalling,
         "last_check": prefs.last_check,
         "versions": versions, "apps": apps, "service": shim,
+        "ipc": ipc_status(&root),
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -744,6 +819,17 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     }
     if let Some(s) = out["service"].as_str() {
         println!("service     {s}");
+    }
+    if let Some(link) = out["ipc"]["link"].as_str() {
+        let daemon = &out["ipc"]["daemon"];
+        let daemon = match (daemon["version"].as_str(), daemon["pid"].as_u64()) {
+            (Some(v), Some(pid)) => format!("daemon {v} answers (pid {pid})"),
+            _ => "no daemon answers; wake runs in-process".to_owned(),
+        };
+        println!(
+            "ipc         {} -> {link}: {daemon}",
+            lifecycle::ipc_link_path(&root).display()
+        );
     }
     Ok(ExitCode::Ok)
 }

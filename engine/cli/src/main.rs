@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod cmd_client;
+mod cmd_daemon;
 mod cmd_demo;
 mod cmd_lifecycle;
 mod cmd_omaha;
@@ -10,6 +11,8 @@ mod cmd_plugin;
 mod cmd_repo;
 mod cmd_tuf;
 mod http;
+#[cfg(unix)]
+mod ipc;
 mod logging;
 mod service;
 
@@ -59,6 +62,9 @@ enum Command {
     Status(cmd_lifecycle::StatusArgs),
     /// Remove upkeep from the state root (service, versions, state), leaving only its log. Apps stay installed.
     Uninstall(cmd_lifecycle::UninstallArgs),
+    /// Serve the active version's IPC socket (versions/<v>/ipc.sock): `wake` asks it to run the periodic
+    /// task. Runs until this version is no longer active. Unix only.
+    Daemon(cmd_daemon::DaemonArgs),
 }
 
 /// How a command ended, as the process exit status.
@@ -94,6 +100,7 @@ fn main() -> std::process::ExitCode {
         Command::Wake(args) => cmd_lifecycle::wake(args),
         Command::Status(args) => cmd_lifecycle::status(args),
         Command::Uninstall(args) => cmd_lifecycle::uninstall(args),
+        Command::Daemon(args) => cmd_daemon::run(args),
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),

@@ -87,19 +87,28 @@ pub fn switch_current(install_dir: &Path, version: &Version) -> io::Result<()> {
             format!("{} does not exist", dir.display()),
         ));
     }
-    let tmp = install_dir.join(format!("{CURRENT}.tmp-{}", std::process::id()));
+    let target = Path::new(VERSIONS).join(version.to_string());
+    switch_link(install_dir, CURRENT, &target)
+}
+
+/// Points the symlink `dir/<name>` at `target` atomically: a new symlink
+/// `<name>.tmp-<pid>` is created and renamed over `<name>`, then `dir` is
+/// fsynced. At every instant `<name>` names either the old target or the
+/// new one. `target` is stored as given (relative to `dir` when relative)
+/// and need not exist.
+pub fn switch_link(dir: &Path, name: &str, target: &Path) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp-{}", std::process::id()));
     match fs::remove_file(&tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let target = Path::new(VERSIONS).join(version.to_string());
-    symlink(&target, &tmp)?;
-    if let Err(e) = fs::rename(&tmp, install_dir.join(CURRENT)) {
+    symlink(target, &tmp)?;
+    if let Err(e) = fs::rename(&tmp, dir.join(name)) {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    sync_dir(install_dir)
+    sync_dir(dir)
 }
 
 #[cfg(unix)]
@@ -111,7 +120,7 @@ fn symlink(target: &Path, link: &Path) -> io::Result<()> {
 fn symlink(_target: &Path, _link: &Path) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
-        "switching versions needs symbolic links (Unix)",
+        "switching links needs symbolic links (Unix)",
     ))
 }
 
@@ -224,5 +233,22 @@ mod tests {
         left.sort();
         assert_eq!(left, ["2.0", "3.0"]);
         assert!(fs::symlink_metadata(d.join("current.tmp-1")).is_err());
+    }
+
+    #[test]
+    fn a_link_to_a_missing_target_is_switched_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        switch_link(d, "ipc.sock", Path::new("versions/1.0/ipc.sock")).unwrap();
+        switch_link(d, "ipc.sock", Path::new("versions/2.0/ipc.sock")).unwrap();
+        assert_eq!(
+            fs::read_link(d.join("ipc.sock")).unwrap(),
+            Path::new("versions/2.0/ipc.sock")
+        );
+        let names: Vec<_> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["ipc.sock"]);
     }
 }

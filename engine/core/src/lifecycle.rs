@@ -13,7 +13,7 @@
 //! finish the change or undo it:
 //!
 //! - an activation sets the `swapping` bit ([`Swapping`]) and flushes it,
-//!   swaps `current` and the service, then records the new active version
+//!   swaps `current`, the `ipc.sock` link and the service, then records the new active version
 //!   and clears the bit in one write ([`activate`], [`resume_activation`]);
 //! - an app switch writes a [`PendingSwitch`], renames `current`, then
 //!   records the version and clears the journal in one write
@@ -42,6 +42,10 @@ pub const BINARY: &str = "upkeep";
 /// The log the updater keeps in its state root (the one file an uninstall
 /// leaves behind).
 pub const LOG_FILE: &str = "upkeep.log";
+/// The name of a daemon's socket in its version directory, and of the
+/// stable endpoint in the state root: a symlink to the active version's
+/// socket, `<root>/ipc.sock -> versions/<active>/ipc.sock`.
+pub const IPC_SOCKET: &str = "ipc.sock";
 
 /// Why a lifecycle step failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +121,47 @@ pub fn local_prefs_path(root: &Path, version: &Version) -> PathBuf {
 /// The binary of updater version `version`.
 pub fn binary_path(root: &Path, version: &Version) -> PathBuf {
     appdir::version_dir(root, version).join(BINARY)
+}
+
+/// The socket the daemon of updater version `version` listens on.
+pub fn ipc_socket_path(root: &Path, version: &Version) -> PathBuf {
+    appdir::version_dir(root, version).join(IPC_SOCKET)
+}
+
+/// The stable endpoint clients connect to: `<root>/ipc.sock`, a symlink
+/// to the active version's socket.
+pub fn ipc_link_path(root: &Path) -> PathBuf {
+    root.join(IPC_SOCKET)
+}
+
+/// Points `<root>/ipc.sock` at `versions/<version>/ipc.sock` atomically
+/// (whether a daemon listens there or not). Unix only: elsewhere there is
+/// no socket and nothing to do.
+pub fn switch_ipc_link(root: &Path, version: &Version) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let target = Path::new(appdir::VERSIONS)
+            .join(version.to_string())
+            .join(IPC_SOCKET);
+        appdir::switch_link(root, IPC_SOCKET, &target)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (root, version);
+        Ok(())
+    }
+}
+
+/// The version `<root>/ipc.sock` names, if it is a symlink to
+/// `versions/<version>/ipc.sock`.
+pub fn ipc_link_version(root: &Path) -> Option<String> {
+    let target = fs::read_link(ipc_link_path(root)).ok()?;
+    let mut parts = target.components();
+    let first = parts.next()?.as_os_str().to_str()?;
+    let second = parts.next()?.as_os_str().to_str()?;
+    let third = parts.next()?.as_os_str().to_str()?;
+    (first == appdir::VERSIONS && third == IPC_SOCKET && parts.next().is_none())
+        .then(|| second.to_owned())
 }
 
 /// Writes the local prefs of a freshly installed updater version:
@@ -217,11 +262,12 @@ pub fn activate(
     resume_activation(root, prefs, swap_service)
 }
 
-/// Finishes the activation the `swapping` bit records: points `current` at
-/// the new version, swaps the service, then records the new active version
-/// and clears the bit in one write. When the new version's binary is gone,
-/// the activation is undone instead: `current` goes back to the version
-/// that was active. Does nothing when the bit is clear.
+/// Finishes the activation the `swapping` bit records: points `current`
+/// and then `ipc.sock` at the new version, swaps the service, then records
+/// the new active version and clears the bit in one write. When the new
+/// version's binary is gone, the activation is undone instead: `current`
+/// and `ipc.sock` go back to the version that was active. Does nothing
+/// when the bit is clear.
 pub fn resume_activation(
     root: &Path,
     prefs: &mut Prefs,
@@ -236,6 +282,8 @@ pub fn resume_activation(
         if let Some(from) = &swapping.from {
             appdir::switch_current(root, from)
                 .map_err(io_err(format!("cannot point current back at {from}")))?;
+            switch_ipc_link(root, from)
+                .map_err(io_err(format!("cannot point {IPC_SOCKET} back at {from}")))?;
             swap_service(from).map_err(|reason| LifecycleError::Service {
                 to: from.clone(),
                 reason,
@@ -249,6 +297,8 @@ pub fn resume_activation(
     }
     appdir::switch_current(root, to).map_err(io_err(format!("cannot point current at {to}")))?;
     crash::point("activate.current-switched");
+    switch_ipc_link(root, to).map_err(io_err(format!("cannot point {IPC_SOCKET} at {to}")))?;
+    crash::point("activate.ipc-swapped");
     swap_service(to).map_err(|reason| LifecycleError::Service {
         to: to.clone(),
         reason,
@@ -295,7 +345,8 @@ pub fn deactivate(root: &Path, prefs: &Prefs, own: &Version) -> Result<(), Lifec
 pub const STAGING_PREFIXES: [&str; 2] = [".upkeep.new-", ".upkeep.tmp-"];
 
 /// Removes what interrupted work left: temporary files of atomic writes
-/// (`.prefs.json.tmp-*`) and link switches (`current.tmp-*`) in the root,
+/// (`.prefs.json.tmp-*`) and link switches (`current.tmp-*`,
+/// `ipc.sock.tmp-*`) in the root,
 /// `versions/.removing-*` of deactivations, and staged binary copies in
 /// each version directory and in `exe_dir` (the running binary's folder). Call under the lock, after
 /// the journal is settled (a journalled binary replacement names its
@@ -304,6 +355,7 @@ pub fn sweep_leftovers(root: &Path, exe_dir: Option<&Path>) {
     let is_temp = |name: &str| {
         (name.starts_with('.') && name.contains(".tmp-"))
             || name.starts_with(&format!("{}.tmp-", appdir::CURRENT))
+            || name.starts_with(&format!("{IPC_SOCKET}.tmp-"))
     };
     // (directory, whether any temporary file goes or only staged binaries)
     let mut dirs: Vec<(PathBuf, bool)> = vec![(root.to_path_buf(), true)];
@@ -634,6 +686,8 @@ mod tests {
         .unwrap();
         assert_eq!(swapped, vec![v("1.0"), v("2.0")]);
         assert_eq!(appdir::current_version(root).as_deref(), Some("2.0"));
+        #[cfg(unix)]
+        assert_eq!(ipc_link_version(root).as_deref(), Some("2.0"));
         let on_disk = Prefs::load(&prefs_path(root)).unwrap();
         assert_eq!(on_disk.active_version, Some(v("2.0")));
         assert_eq!(on_disk.swapping, None);
@@ -666,6 +720,8 @@ mod tests {
         assert_eq!(prefs.active_version, Some(v("2.0")));
         assert_eq!(prefs.swapping, None);
         assert_eq!(appdir::current_version(root).as_deref(), Some("2.0"));
+        #[cfg(unix)]
+        assert_eq!(ipc_link_version(root).as_deref(), Some("2.0"));
     }
 
     #[test]
