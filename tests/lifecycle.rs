@@ -453,6 +453,12 @@ fn a_single_binary_replaces_itself_and_restarts_as_the_new_version() {
     let m = Machine::new(Mode::SingleBinary);
     let out = m.setup();
     assert!(out.contains("runs as a single binary"), "{out}");
+    // The service runs the binary where it is; a replacement keeps the path.
+    let service = m.unit("upkeep.service");
+    assert!(
+        service.contains(&format!("{} wake --root", m.bin.display())),
+        "{service}"
+    );
     let old_hash = file_sha256(&m.bin).unwrap();
     m.publish_new_upkeep();
     let out = m.run(&m.bin, &["update"]);

@@ -497,6 +497,11 @@ pub fn setup(args: SetupArgs) -> Result<ExitCode> {
         println!("registered upkeep itself as {}", updater.app);
     }
     if mode == UpdaterMode::SingleBinary {
+        // The binary is replaced in place, so its path never changes: the
+        // service is registered once, here.
+        service::Service::from_config(&root, Some(&config))?
+            .register(&root, &exe)
+            .map_err(|e| anyhow::anyhow!("cannot register the service: {e}"))?;
         println!(
             "upkeep {own} runs as a single binary from {}",
             exe.display()

@@ -65,10 +65,15 @@ impl Service {
     /// is the same on a first activation and on a swap, and a resumed
     /// activation can simply call it again.
     pub(crate) fn swap(&self, root: &Path, to: &Version) -> Result<(), String> {
+        self.register(root, &lifecycle::binary_path(root, to))
+    }
+
+    /// Registers the service and the wake timer to run `exe wake --root
+    /// <root>` (a single binary, or an updater version's binary).
+    pub(crate) fn register(&self, root: &Path, exe: &Path) -> Result<(), String> {
         let Some(shim) = &self.shim else {
             return Ok(());
         };
-        let exe = lifecycle::binary_path(root, to);
         let mut args = vec![
             "wake".to_owned(),
             "--root".to_owned(),
@@ -78,9 +83,9 @@ impl Service {
             args.push("--config".to_owned());
             args.push(config.display().to_string());
         }
-        shim.register_service(&exe, &args)
+        shim.register_service(exe, &args)
             .map_err(|e| e.to_string())?;
-        shim.register_wake(self.interval, &exe, &args)
+        shim.register_wake(self.interval, exe, &args)
             .map_err(|e| e.to_string())
     }
 
