@@ -380,6 +380,18 @@ fn a_new_version_installs_side_by_side_qualifies_activates_and_retires_the_old_o
         assert!(log.contains(&line), "{line:?} not in the log:\n{log}");
     }
 
+    // Only the active version updates apps.
+    std::fs::create_dir_all(m.state().join("versions/0.0.9")).unwrap();
+    std::fs::copy(small_binary(), m.state().join("versions/0.0.9/upkeep")).unwrap();
+    let out = m.run(&m.state().join("versions/0.0.9/upkeep"), &["update"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("upkeep 0.0.9 is not the active version in"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(m.state().join("versions/0.0.9")).unwrap();
+
     // Within the interval, a wake does not contact the server.
     let out = m.run(&m.active_binary(), &["wake"]);
     assert!(expect_ok(&out).contains("next check in"), "{}", both(&out));

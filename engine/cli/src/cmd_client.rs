@@ -1487,6 +1487,18 @@ pub fn update(args: UpdateArgs) -> Result<ExitCode> {
             root.display()
         );
     };
+    // An installed updater version that is not the active one leaves the
+    // apps to the active version.
+    if let (Some(installed), own) = crate::cmd_lifecycle::own_version()
+        && installed.root == root
+        && let Some(active) = &prefs.active_version
+        && *active != own
+    {
+        bail!(
+            "upkeep {own} is not the active version in {} ({active} is); run `upkeep wake` (it moves {own} through its lifecycle) or the active version's `update`",
+            root.display()
+        );
+    }
     let prefs_path = root.join(PREFS_FILE);
     let ids = select_apps(&root, &prefs, args.app.as_deref())?;
     let pass = check_and_apply(
