@@ -865,7 +865,7 @@ fn after_a_self_update_the_link_names_the_new_socket_and_the_old_daemon_exits() 
     );
     assert_eq!(m.ipc_link().as_deref(), Some("versions/0.2.0/ipc.sock"));
     let status = old
-        .exited_within(Duration::from_secs(5))
+        .exited_within(Duration::from_secs(20))
         .expect("the old daemon is still running");
     assert!(status.success(), "{status}");
     assert!(
@@ -932,7 +932,7 @@ fn a_hostile_client_cannot_wedge_the_daemon() {
     let started = Instant::now();
     let answer = exchange(&socket, b"{\"op\":\"ping\"}\n").unwrap();
     assert_eq!(answer["ok"], true, "{answer}");
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(30));
     drop(silent);
 
     // Killed, it leaves a stale socket; the next daemon replaces it.
