@@ -1,10 +1,11 @@
 //! `upkeep repo`: create, publish to and serve update repositories.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use upkeep_server::events::{EventStore, SqliteEventStore};
 use upkeep_server::http::{ServeOptions, serve_blocking};
@@ -89,6 +90,11 @@ struct AddArgs {
     /// An argument for the installer (repeat for several, in order).
     #[arg(long = "installer-arg", value_name = "ARG", allow_hyphen_values = true)]
     installer_args: Vec<String>,
+    /// Omaha install data: the UTF-8 text of FILE, answered to clients that
+    /// ask for INDEX (repeat for several indexes). Signed with the release
+    /// in the targets metadata; at most 64 KiB each.
+    #[arg(long = "install-data", value_name = "INDEX=FILE")]
+    install_data: Vec<String>,
     /// The key directory (default: the one `repo init` used).
     #[arg(long, value_name = "KEYDIR")]
     keys: Option<PathBuf>,
@@ -191,11 +197,24 @@ fn init(a: InitArgs) -> Result<()> {
 
 fn add(a: AddArgs) -> Result<()> {
     let repo = open(&a.dir)?;
+    let mut install_data = BTreeMap::new();
+    for spec in &a.install_data {
+        let Some((index, file)) = spec.split_once('=') else {
+            bail!("--install-data {spec:?}: give INDEX=FILE");
+        };
+        let text = std::fs::read_to_string(file).with_context(|| {
+            format!("--install-data {spec:?}: cannot read {file} as UTF-8 text")
+        })?;
+        if install_data.insert(index.to_owned(), text).is_some() {
+            bail!("--install-data: index {index:?} given twice");
+        }
+    }
     let release = NewRelease {
         app: a.app,
         version: a.release_version,
         channel: a.channel,
         installer_args: a.installer_args,
+        install_data,
         payloads: a.payloads,
     };
     let published = repo
@@ -229,6 +248,10 @@ fn list(a: ListArgs) -> Result<()> {
         write!(out, "{} {}  channel {channel}", r.app, r.version)?;
         if !r.installer_args.is_empty() {
             write!(out, "  installer args {:?}", r.installer_args)?;
+        }
+        if !r.install_data.is_empty() {
+            let indexes: Vec<&String> = r.install_data.keys().collect();
+            write!(out, "  install data {indexes:?}")?;
         }
         writeln!(out)?;
         for f in &r.files {

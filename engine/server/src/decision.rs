@@ -3,8 +3,10 @@
 //!
 //! A release payload is the TUF target `apps/<app id, lower-case>/<version>/<file>`
 //! whose `custom` object is
-//! `{"upkeep": {"app": ID, "version": V, "channel": NAME, "installer_args": [...]}}`.
-//! The files of one app and version form one release.
+//! `{"upkeep": {"app": ID, "version": V, "channel": NAME, "installer_args": [...],
+//! "install_data": {INDEX: TEXT, ...}}}` (`install_data` optional). The files
+//! of one app and version form one release. Install data thus lives in the
+//! signed targets metadata like the rest of the catalog.
 //!
 //! The decision uses the request and the catalog only (no server state):
 //! the newest release of the app (id compared case-insensitively) on the
@@ -52,6 +54,9 @@ pub struct Release {
     pub channel: String,
     /// Arguments for the installer.
     pub installer_args: Vec<String>,
+    /// Omaha install data of the release: text by index.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub install_data: BTreeMap<String, String>,
     /// The files, by name.
     pub files: Vec<ReleaseFile>,
 }
@@ -88,6 +93,8 @@ struct UpkeepCustom {
     channel: String,
     #[serde(default)]
     installer_args: Vec<String>,
+    #[serde(default)]
+    install_data: BTreeMap<String, String>,
 }
 
 impl Catalog {
@@ -119,6 +126,7 @@ impl Catalog {
                     version,
                     channel: custom.channel.clone(),
                     installer_args: custom.installer_args.clone(),
+                    install_data: custom.install_data.clone(),
                     files: Vec::new(),
                 });
             release.files.push(ReleaseFile {
@@ -159,6 +167,28 @@ impl Catalog {
             .find(|r| r.app.eq_ignore_ascii_case(app) && &r.version == version)
     }
 
+    /// The install data of `app` (case-insensitive) under `index`: from
+    /// the `offered` release when there is one, else from the newest
+    /// release of the app that has data under that index.
+    pub fn install_data<'a>(
+        &'a self,
+        app: &str,
+        offered: Option<&'a Release>,
+        index: &str,
+    ) -> Option<&'a str> {
+        match offered {
+            Some(r) => r.install_data.get(index),
+            None => self
+                .releases
+                .iter()
+                .filter(|r| r.app.eq_ignore_ascii_case(app))
+                .filter_map(|r| r.install_data.get(index).map(|t| (&r.version, t)))
+                .max_by(|a, b| a.0.cmp(b.0))
+                .map(|(_, t)| t),
+        }
+        .map(String::as_str)
+    }
+
     /// The answer to `app`'s update check. A request version that does not
     /// parse (an install sends an empty one) counts as 0.
     pub fn decide(&self, app: &RequestApp) -> Decision<'_> {
@@ -197,6 +227,7 @@ mod tests {
             app: app.into(),
             channel: channel.into(),
             installer_args: vec![],
+            install_data: BTreeMap::new(),
             files: vec![ReleaseFile {
                 name: "setup.bin".into(),
                 target_path: format!("{}/setup.bin", release_dir(app, &version)),
@@ -307,7 +338,8 @@ mod tests {
         );
         let mut f = TargetFile::from_bytes(b"abc");
         f.custom = Some(serde_json::json!({"upkeep": {
-            "app": "{ABC}", "version": "1.5", "channel": "", "installer_args": ["--quiet"]}}));
+            "app": "{ABC}", "version": "1.5", "channel": "", "installer_args": ["--quiet"],
+            "install_data": {"en": "{\"lang\":\"en\"}"}}}));
         t.targets
             .insert("apps/{abc}/1.5/setup.bin".into(), f.clone());
         let mut g = TargetFile::from_bytes(b"data");
@@ -319,6 +351,13 @@ mod tests {
         assert_eq!(c.releases().len(), 1);
         let r = &c.releases()[0];
         assert_eq!(r.installer_args, vec!["--quiet"]);
+        assert_eq!(r.install_data["en"], r#"{"lang":"en"}"#);
+        assert_eq!(
+            c.install_data("{abc}", None, "en"),
+            Some(r#"{"lang":"en"}"#)
+        );
+        assert_eq!(c.install_data("{abc}", Some(r), "fr"), None);
+        assert_eq!(c.install_data("other", None, "en"), None);
         let names: Vec<&str> = r.files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names, ["data.pak", "setup.bin"]);
         assert_eq!(r.files[1].length, 3);

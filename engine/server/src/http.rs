@@ -28,8 +28,9 @@ use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use upkeep_core::cup::{CupError, CupServer, RequestParams};
 use upkeep_core::omaha::{
-    App, AppStatus, Daystart, Manifest, Operation, OperationType, Package, Pipeline, Protocol,
-    Request, Response, UpdateCheck, UpdateCheckStatus, parse_request_with_limit,
+    App, AppStatus, Data, DataRequest, DataStatus, Daystart, Manifest, Operation, OperationType,
+    Package, Pipeline, Protocol, Request, Response, UpdateCheck, UpdateCheckStatus,
+    parse_request_with_limit,
 };
 use upkeep_core::tuf::metadata::format_time;
 
@@ -333,6 +334,37 @@ fn update_check(release: &Release, base: &str) -> UpdateCheck {
     uc
 }
 
+/// The answer to one data request: `ok` with the text for a known install
+/// data index, `error-nodata` for an unknown one, `error-invalidargs` for
+/// another kind of data or a missing index.
+fn data_answer(
+    catalog: &Catalog,
+    appid: &str,
+    offered: Option<&Release>,
+    asked: &DataRequest,
+) -> Data {
+    let mut answer = Data {
+        name: Some(asked.name.clone()),
+        index: asked.index.clone(),
+        status: DataStatus::InvalidArgs,
+        text: String::new(),
+    };
+    if asked.name != "install" {
+        return answer;
+    }
+    let Some(index) = asked.index.as_deref() else {
+        return answer;
+    };
+    match catalog.install_data(appid, offered, index) {
+        Some(text) => {
+            answer.status = DataStatus::Ok;
+            answer.text = text.to_owned();
+        }
+        None => answer.status = DataStatus::NoData,
+    }
+    answer
+}
+
 /// The response to `request`, decided from `catalog` alone. `base` is the
 /// public base URL of the server (no trailing slash).
 pub fn answer(catalog: &Catalog, request: &Request, base: &str, now: OffsetDateTime) -> Response {
@@ -358,6 +390,17 @@ pub fn answer(catalog: &Catalog, request: &Request, base: &str, now: OffsetDateT
                 app.updatecheck = Some(UpdateCheck::with_status(UpdateCheckStatus::NoUpdate));
             }
             Decision::Update(release) => app.updatecheck = Some(update_check(release, base)),
+        }
+        if app.status == AppStatus::Ok {
+            let offered = match decision {
+                Decision::Update(release) if asked.updatecheck.is_some() => Some(release),
+                _ => None,
+            };
+            app.data = asked
+                .data
+                .iter()
+                .map(|d| data_answer(catalog, asked.appid.as_str(), offered, d))
+                .collect();
         }
         response.apps.push(app);
     }
@@ -624,6 +667,7 @@ mod tests {
             app: "{ABC}".into(),
             channel: String::new(),
             installer_args: vec!["--quiet".into(), "a b".into()],
+            install_data: [("en".to_owned(), "lang=en".to_owned())].into(),
             files: vec![ReleaseFile {
                 name: "setup.bin".into(),
                 target_path: "apps/{abc}/2.0/setup.bin".into(),
@@ -696,6 +740,38 @@ mod tests {
         assert_eq!(ops[1].path.as_deref(), Some("setup.bin"));
         assert_eq!(ops[1].arguments.as_deref(), Some("--quiet \"a b\""));
         assert_eq!(parsed.apps[2].result_status(), "error-unknownApplication");
+    }
+
+    #[test]
+    fn install_data_is_answered_by_index_in_3_1_and_4_0() {
+        let now = OffsetDateTime::now_utc();
+        for (protocol, dialect) in [("3.1", Protocol::Json31), ("4.0", Protocol::Json40)] {
+            let key = if protocol == "4.0" { "apps" } else { "app" };
+            let body = format!(
+                r#"{{"request":{{"protocol":"{protocol}","sessionid":"{{s}}","requestid":"{{r}}","{key}":[
+                    {{"appid":"{{abc}}","version":"","updatecheck":{{}},
+                      "data":[{{"name":"install","index":"en"}},{{"name":"install","index":"xx"}},
+                              {{"name":"untrusted"}}]}},
+                    {{"appid":"{{abc}}","version":"2.0","updatecheck":{{}},
+                      "data":[{{"name":"install","index":"en"}}]}}]}}}}"#
+            );
+            let request = parse_request(body.as_bytes(), None).unwrap();
+            let r = answer(&catalog(), &request, "http://h:1", now);
+            let parsed = parse_response(r.to_body(dialect).as_bytes(), dialect).unwrap();
+            assert!(parsed.app_errors.is_empty(), "{:?}", parsed.app_errors);
+            let data = &parsed.apps[0].data;
+            assert_eq!(data.len(), 3, "{protocol}");
+            assert_eq!(data[0].name.as_deref(), Some("install"));
+            assert_eq!(data[0].index.as_deref(), Some("en"));
+            assert_eq!(data[0].status, DataStatus::Ok);
+            assert_eq!(data[0].text, "lang=en");
+            assert_eq!(data[1].index.as_deref(), Some("xx"));
+            assert_eq!(data[1].status, DataStatus::NoData);
+            assert_eq!(data[2].status, DataStatus::InvalidArgs);
+            // Without an offer the newest release's data still answers.
+            assert_eq!(parsed.apps[1].result_status(), "noupdate");
+            assert_eq!(parsed.apps[1].data[0].text, "lang=en");
+        }
     }
 
     #[test]

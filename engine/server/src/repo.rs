@@ -118,6 +118,19 @@ impl Default for InitOptions {
     }
 }
 
+/// The most bytes of one install data text.
+pub const MAX_INSTALL_DATA_BYTES: usize = 64 * 1024;
+
+/// Checks an install data index: 1 to 128 characters, no control characters.
+pub fn check_install_data_index(index: &str) -> Result<(), ServerError> {
+    if index.is_empty() || index.len() > 128 || index.chars().any(char::is_control) {
+        return Err(ServerError::Invalid(format!(
+            "invalid install data index {index:?}: give 1 to 128 characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// A release to publish with [`Repo::add`].
 #[derive(Debug, Clone)]
 pub struct NewRelease {
@@ -129,6 +142,9 @@ pub struct NewRelease {
     pub channel: String,
     /// Installer arguments.
     pub installer_args: Vec<String>,
+    /// Omaha install data, text by index; signed with the release in the
+    /// targets metadata (see [`MAX_INSTALL_DATA_BYTES`]).
+    pub install_data: BTreeMap<String, String>,
     /// Payload files.
     pub payloads: Vec<PathBuf>,
 }
@@ -505,6 +521,15 @@ impl Repo {
                 release.channel
             )));
         }
+        for (index, text) in &release.install_data {
+            check_install_data_index(index)?;
+            if text.len() > MAX_INSTALL_DATA_BYTES {
+                return Err(ServerError::Invalid(format!(
+                    "install data {index:?} has {} bytes; at most {MAX_INSTALL_DATA_BYTES} are allowed",
+                    text.len()
+                )));
+            }
+        }
         if release.payloads.is_empty() {
             return Err(ServerError::Invalid("no payload file given".into()));
         }
@@ -543,6 +568,10 @@ impl Repo {
             "channel": release.channel,
             "installer_args": release.installer_args,
         }});
+        let mut custom = custom;
+        if !release.install_data.is_empty() {
+            custom["upkeep"]["install_data"] = serde_json::json!(release.install_data);
+        }
 
         let target_root = self.targets_dir();
         let release_path = target_root.join(&dir);
@@ -842,6 +871,7 @@ mod tests {
                     version: "1.0".into(),
                     channel: String::new(),
                     installer_args: vec!["--quiet".into()],
+                    install_data: [("en".to_owned(), "{\"lang\":\"en\"}".to_owned())].into(),
                     payloads: vec![p],
                 },
             )
@@ -895,6 +925,10 @@ mod tests {
         let catalog = repo.catalog().unwrap();
         assert_eq!(catalog.releases().len(), 1);
         assert_eq!(catalog.releases()[0].installer_args, ["--quiet"]);
+        assert_eq!(
+            catalog.releases()[0].install_data["en"],
+            "{\"lang\":\"en\"}"
+        );
     }
 
     #[test]
@@ -908,6 +942,7 @@ mod tests {
             version: "1".into(),
             channel: "beta".into(),
             installer_args: vec![],
+            install_data: BTreeMap::new(),
             payloads: vec![p.clone()],
         };
         repo.add(None, &release).unwrap();
@@ -931,6 +966,18 @@ mod tests {
             ..release.clone()
         };
         assert!(repo.add(None, &missing).is_err());
+        let bad_index = NewRelease {
+            version: "3".into(),
+            install_data: [(String::new(), "x".to_owned())].into(),
+            ..release.clone()
+        };
+        assert!(repo.add(None, &bad_index).is_err());
+        let too_big = NewRelease {
+            version: "3".into(),
+            install_data: [("en".to_owned(), "x".repeat(MAX_INSTALL_DATA_BYTES + 1))].into(),
+            ..release.clone()
+        };
+        assert!(repo.add(None, &too_big).is_err());
         // A failure while signing: a versioned file already in the way.
         fs::write(dir.join("metadata/3.targets.json"), b"{}").unwrap();
         let blocked = NewRelease {
