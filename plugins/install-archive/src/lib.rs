@@ -10,6 +10,11 @@
 //!   install directory; an update removes what the new archive no longer
 //!   has, and uninstall removes exactly what was installed.
 //!
+//! - Installer data (Omaha install data the update engine got from the
+//!   server, for a first install) is written to `installerdata` in the
+//!   install directory, mode 0644, and recorded like the unpacked entries.
+//!   Without installer data no such file is written.
+//!
 //! Arguments: `--archive NAME` picks the archive inside the payload when it
 //! holds several; `--max-bytes N` caps the unpacked size (default 8 GiB).
 
@@ -22,6 +27,7 @@ use upkeep_plugin_sdk::{InstallError, InstallRequest, InstallSuccess, Installer,
 
 const ROOT: &str = "/install";
 const RECORD: &str = ".upkeep-install-archive";
+const INSTALLER_DATA: &str = "installerdata";
 const DEFAULT_MAX_BYTES: u64 = 8 << 30;
 
 /// Installer error codes, reported in the Omaha event's `errorcode`.
@@ -440,7 +446,14 @@ fn install(request: &InstallRequest) -> Result<InstallSuccess, InstallError> {
     let unpacked = match kind {
         Kind::Tar => unpack_tar(&archive, &mut u),
         Kind::Zip => unpack_zip(&archive, &mut u),
-    };
+    }
+    .and_then(|()| match request.installer_data.as_deref() {
+        Some(data) => {
+            info!("writing {} bytes of installer data to {INSTALLER_DATA}", data.len());
+            u.file(Path::new(INSTALLER_DATA), Some(0o644), &mut data.as_bytes())
+        }
+        None => Ok(()),
+    });
     if let Err(e) = unpacked {
         // Take back what this run added that the previous install did not
         // have, so a refused archive leaves no strays.
