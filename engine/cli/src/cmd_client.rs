@@ -24,8 +24,8 @@ use upkeep_core::download::{
 use upkeep_core::http::HttpTransport;
 use upkeep_core::lifecycle;
 use upkeep_core::omaha::{
-    AppStatus, ErrorCategory, Event, EventResult, EventType, Os, Protocol, RequestApp,
-    RequestBuilder, UpdateCheck, UpdateCheckStatus, random_id,
+    AppStatus, DataRequest, DataStatus, ErrorCategory, Event, EventResult, EventType, Os, Protocol,
+    RequestApp, RequestBuilder, UpdateCheck, UpdateCheckStatus, random_id,
 };
 use upkeep_core::state::{
     AppRecord, LOCK_FILE, PREFS_FILE, PluginRef, Prefs, StagedBinary, StateLock, SwitchKind,
@@ -100,6 +100,13 @@ pub struct RegisterArgs {
     /// The update channel (sent as Omaha `ap`).
     #[arg(long, value_name = "NAME")]
     channel: Option<String>,
+
+    /// An install data index: when the app is installed (registered at
+    /// version 0), the update check asks the server for the install data
+    /// under this index and hands its text to the installer plugin as its
+    /// installer data.
+    #[arg(long, value_name = "INDEX")]
+    install_data_index: Option<String>,
 
     /// A post-install check (.wasm, qualifier world): run on every freshly
     /// installed version (mounted read-only at /app) before `current`
@@ -414,6 +421,7 @@ pub(crate) fn new_record(version: Version, install_dir: PathBuf) -> AppRecord {
         existence: None,
         marker: None,
         channel: None,
+        install_data_index: None,
         cohort: Default::default(),
         days: Default::default(),
         registered_at: unix_now(),
@@ -484,6 +492,7 @@ pub fn register(args: RegisterArgs) -> Result<ExitCode> {
         existence,
         marker: args.marker,
         channel: args.channel,
+        install_data_index: args.install_data_index,
         cohort: previous
             .as_ref()
             .map(|p| p.cohort.clone())
@@ -903,6 +912,7 @@ impl<'a> Run<'a> {
         record: &AppRecord,
         check: &UpdateCheck,
         next: &Version,
+        installer_data: Option<&str>,
     ) -> Result<Applied, Failure> {
         let packages = offered_packages(check).map_err(|e| {
             Failure::new(
@@ -967,7 +977,7 @@ impl<'a> Run<'a> {
             };
             self.install_updater(next, binary, sha256)?;
         } else {
-            self.install(id, record, check, next, &payload_dir)?;
+            self.install(id, record, check, next, &payload_dir, installer_data)?;
         }
         crash::point("install.done");
         Ok(Applied {
@@ -1066,6 +1076,7 @@ impl<'a> Run<'a> {
         check: &UpdateCheck,
         next: &Version,
         payload_dir: &Path,
+        installer_data: Option<&str>,
     ) -> Result<(), Failure> {
         let Some(installer) = record.installer.clone() else {
             return Err(Failure::new(
@@ -1133,6 +1144,7 @@ impl<'a> Run<'a> {
             next,
             payload_dir,
             version_dir: &version_dir,
+            installer_data,
         };
         let result = run_installer(host, &plugin, &target).and_then(|()| {
             crash::point("install.installer-done");
@@ -1298,6 +1310,49 @@ struct InstallTarget<'a> {
     payload_dir: &'a Path,
     /// The fresh `versions/<next>/` handed to the plugin as `/install`.
     version_dir: &'a Path,
+    /// The install data the server sent for the app's install data index.
+    installer_data: Option<&'a str>,
+}
+
+/// The Omaha data name of install data.
+const INSTALL_DATA: &str = "install";
+
+/// The install data index to ask for: the registered one, and only while
+/// the app is not installed yet (Omaha install data is for first installs).
+fn install_data_wanted(record: &AppRecord) -> Option<&str> {
+    record
+        .install_data_index
+        .as_deref()
+        .filter(|_| !record.updater && record.version == Version::default())
+}
+
+/// The installer data for an install of `id`: the text of the answer's
+/// `install` data entry for the requested index when its status is `ok`.
+/// Any other answer (no entry, `error-nodata`, ...) is a warning on stderr
+/// and the install goes on without installer data, as Chromium's updater
+/// treats missing install data.
+fn installer_data(id: &str, record: &AppRecord, app: &upkeep_core::omaha::App) -> Option<String> {
+    let index = install_data_wanted(record)?;
+    let entry = app
+        .data
+        .iter()
+        .find(|d| d.name.as_deref() == Some(INSTALL_DATA) && d.index.as_deref() == Some(index));
+    match entry {
+        Some(d) if d.status == DataStatus::Ok => Some(d.text.clone()),
+        Some(d) => {
+            eprintln!(
+                "upkeep: warning: {id}: the server answered {} for install data index {index:?}; installing without installer data",
+                d.status
+            );
+            None
+        }
+        None => {
+            eprintln!(
+                "upkeep: warning: {id}: the server sent no install data for index {index:?}; installing without installer data"
+            );
+            None
+        }
+    }
 }
 
 /// Runs the installer plugin into the target's fresh version directory.
@@ -1309,6 +1364,7 @@ fn run_installer(host: &PluginHost, plugin: &Plugin, t: &InstallTarget<'_>) -> R
         next,
         payload_dir,
         version_dir,
+        installer_data,
     } = *t;
     let first_install = record.version == Version::default();
     let arguments = check
@@ -1333,7 +1389,7 @@ fn run_installer(host: &PluginHost, plugin: &Plugin, t: &InstallTarget<'_>) -> R
         from_version: (!first_install).then(|| record.version.to_string()),
         to_version: next.to_string(),
         arguments,
-        installer_data: None,
+        installer_data: installer_data.map(str::to_owned),
         payload_dir: Some(payload_dir.to_path_buf()),
         install_dir: version_dir.to_path_buf(),
     };
@@ -1606,6 +1662,12 @@ pub(crate) fn check_and_apply(
         app.cohort = record.cohort.clone();
         app.installdate = Some(record.days.install_date_to_send());
         app.ping = Some(record.days.ping(None));
+        if let Some(index) = install_data_wanted(record) {
+            app.data.push(DataRequest {
+                name: INSTALL_DATA.to_owned(),
+                index: Some(index.to_owned()),
+            });
+        }
         builder = builder.app(app);
     }
     let request = builder.build().context("cannot draw a request id")?;
@@ -1721,7 +1783,10 @@ pub(crate) fn check_and_apply(
                                     record.version
                                 ),
                             )),
-                            Some(v) => run.apply(id, &record, check, v),
+                            Some(v) => {
+                                let data = installer_data(id, &record, app);
+                                run.apply(id, &record, check, v, data.as_deref())
+                            }
                         };
                         let result = result.and_then(|applied| {
                             let to = next.clone().unwrap_or_default();

@@ -603,6 +603,7 @@ mod tests {
             existence: None,
             marker: None,
             channel: None,
+            install_data_index: None,
             cohort: Default::default(),
             days: Default::default(),
             registered_at: 0,

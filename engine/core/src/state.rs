@@ -122,6 +122,11 @@ pub struct AppRecord {
     /// The update channel (Omaha `ap`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+    /// The install data index (Omaha `data name="install" index=...`)
+    /// asked for when the app is first installed; the server's text for it
+    /// goes to the installer as its installer data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_data_index: Option<String>,
     /// The cohort the server assigned.
     #[serde(default)]
     pub cohort: Cohort,
@@ -425,6 +430,7 @@ mod tests {
             existence: None,
             marker: None,
             channel: Some("beta".into()),
+            install_data_index: None,
             cohort: Cohort::default(),
             days: ActivityDays::default(),
             registered_at: 1_700_000_000,

@@ -692,4 +692,35 @@ mod tests {
         assert_eq!(r, again);
         assert_eq!(again.daystart.elapsed_seconds, Some(5));
     }
+
+    #[test]
+    fn install_data_answers_round_trip_in_3_1_and_4_0() {
+        for (protocol, p, key) in [
+            ("3.1", Protocol::Json31, "app"),
+            ("4.0", Protocol::Json40, "apps"),
+        ] {
+            let text = format!(
+                r##")]}}'
+{{"response":{{"protocol":"{protocol}","{key}":[{{"appid":"x","status":"ok",
+ "data":[{{"name":"install","index":"en","status":"ok","#text":"{{\"a\": \"<b>\"}}\n"}},
+         {{"name":"install","index":"zz","status":"error-nodata"}}],
+ "updatecheck":{{"status":"noupdate"}}}}]}}}}"##
+            );
+            let r = parse(&text, p);
+            let data = &r.apps[0].data;
+            assert_eq!(data.len(), 2, "{protocol}");
+            assert_eq!(data[0].name.as_deref(), Some("install"));
+            assert_eq!(data[0].index.as_deref(), Some("en"));
+            assert_eq!(data[0].status, DataStatus::Ok);
+            assert_eq!(data[0].text, "{\"a\": \"<b>\"}\n");
+            assert_eq!(data[1].status, DataStatus::NoData);
+            assert_eq!(data[1].text, "");
+            let written = match p {
+                Protocol::Json40 => write_response40(&r),
+                _ => write_response31(&r),
+            };
+            assert!(written.contains("\"#text\""), "{written}");
+            assert_eq!(parse(&written, p), r, "{protocol}: {written}");
+        }
+    }
 }
