@@ -190,4 +190,26 @@ fn bad_install_data_options_are_refused() {
     }
     let list = run_ok(upkeep().args(["repo", "list"]).arg(&w.repo));
     assert!(list.contains("no releases"), "{list}");
+
+    let installer = plugin_path("install-archive");
+    let dir = w.install_dir(APP);
+    let out = w.client(&[
+        "register",
+        "--app",
+        APP,
+        "--version",
+        "0",
+        "--install-dir",
+        dir.to_str().unwrap(),
+        "--installer",
+        installer.to_str().unwrap(),
+        "--install-data-index",
+        "",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--install-data-index"),
+        "{}",
+        text(&out.stderr)
+    );
 }

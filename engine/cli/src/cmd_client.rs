@@ -453,6 +453,13 @@ pub fn register(args: RegisterArgs) -> Result<ExitCode> {
             install_dir.display()
         );
     }
+    if let Some(index) = &args.install_data_index
+        && (index.is_empty() || index.len() > 128 || index.chars().any(char::is_control))
+    {
+        bail!(
+            "--install-data-index {index:?}: give 1 to 128 characters without control characters"
+        );
+    }
     let host = plugin_host(&root)?;
     let plugin_ref = |path: &Path, world: World| -> Result<PluginRef> {
         let path = std::path::absolute(path)
