@@ -25,8 +25,8 @@ use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 use upkeep_core::durable::write_atomic;
 use upkeep_core::tuf::metadata::{
-    Envelope, Expiry, MetaFile, Role, RoleKeys, Root, SPEC_VERSION, Snapshot, TargetFile, Targets,
-    Timestamp, sign_metadata,
+    Envelope, Expiry, MetaFile, Role, RoleKeys, Root, SPEC_VERSION, Snapshot, TOP_LEVEL_ROLES,
+    TargetFile, Targets, Timestamp, sign_metadata,
 };
 use upkeep_core::tuf::{Ed25519Signer, Signer};
 use upkeep_core::version::Version;
@@ -43,6 +43,9 @@ pub const METADATA_DIR: &str = "metadata";
 pub const TARGETS_DIR: &str = "targets";
 /// The default key directory.
 pub const KEYS_DIR: &str = "keys";
+/// The directory under the key directory that `repo rotate` moves
+/// replaced key files to.
+pub const RETIRED_KEYS_DIR: &str = "retired";
 /// The client trust bundle directory.
 pub const CLIENT_DIR: &str = "client";
 /// The event store file.
@@ -158,6 +161,23 @@ pub struct Published {
     pub snapshot: u64,
     /// The new timestamp version.
     pub timestamp: u64,
+}
+
+/// What [`Repo::rotate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotated {
+    /// The rotated role.
+    pub role: String,
+    /// The key ids the previous root listed for the role.
+    pub old_key_ids: Vec<String>,
+    /// The key ids the new root lists for it.
+    pub new_key_ids: Vec<String>,
+    /// The new root version.
+    pub root_version: u64,
+    /// Where the old key files went.
+    pub retired: Vec<PathBuf>,
+    /// The targets, snapshot and timestamp versions now published.
+    pub published: Published,
 }
 
 /// The current (newest) metadata of a repository.
@@ -626,6 +646,228 @@ impl Repo {
         result
     }
 
+    /// Rotates the key of a top-level role (`root`, `targets`, `snapshot`
+    /// or `timestamp`): generates fresh ed25519 keys for it (as many as the
+    /// role has), writes root version N+1 listing them instead of the old
+    /// ones, signed by the current root keys (and by the new ones when
+    /// rotating root), and re-signs snapshot and timestamp (and targets,
+    /// when its key changed) in new versions.
+    ///
+    /// The old key files move to `KEYDIR/retired/<name>.v<N>.key` (N: the
+    /// last root version that trusts them). Needs the root keys (at least
+    /// the root threshold of them), `snapshot.key` and `timestamp.key`;
+    /// the old key of the rotated role may be missing (a lost key is a
+    /// reason to rotate). A failure leaves metadata, client bundle and key
+    /// files as they were.
+    pub fn rotate(&self, keys_dir: Option<&Path>, role: &str) -> Result<Rotated, ServerError> {
+        if !TOP_LEVEL_ROLES.contains(&role) {
+            return Err(ServerError::Invalid(format!(
+                "invalid role {role:?}: give root, targets, snapshot or timestamp"
+            )));
+        }
+        let current = self.current()?;
+        let keys_dir = self.keys_dir(keys_dir);
+        let old_root = &current.root;
+        let version = old_root.version;
+        let root_role = old_root
+            .role("root")
+            .ok_or_else(|| ServerError::Metadata("root has no root role".into()))?;
+        let rotated_role = old_root
+            .role(role)
+            .ok_or_else(|| ServerError::Metadata(format!("root has no {role} role")))?
+            .clone();
+
+        // The current root keys: root-1.key … root-N.key, at least the threshold.
+        let mut root_signers = Vec::new();
+        for i in 1..=root_role.keyids.len() {
+            let path = keys_dir.join(keys::role_key_file("root", i));
+            if !path.exists() {
+                continue;
+            }
+            let signer = keys::load_ed25519(&path)?;
+            if !root_role.keyids.contains(&signer.key_id()) {
+                return Err(ServerError::key(
+                    &path,
+                    "not a root key of this repository's root",
+                ));
+            }
+            root_signers.push(signer);
+        }
+        if (root_signers.len() as u64) < root_role.threshold {
+            return Err(ServerError::key(
+                &keys_dir,
+                format!(
+                    "{} root key file(s) found; signing a new root needs {}",
+                    root_signers.len(),
+                    root_role.threshold
+                ),
+            ));
+        }
+
+        // The key files of the rotated role, and which of them exist.
+        let count = rotated_role.keyids.len().max(1);
+        let files: Vec<String> = if role == "root" {
+            (1..=count)
+                .map(|i| keys::role_key_file("root", i))
+                .collect()
+        } else {
+            vec![keys::role_key_file(role, 0)]
+        };
+        let mut old_files = Vec::new();
+        for f in &files {
+            let path = keys_dir.join(f);
+            if !path.exists() {
+                continue;
+            }
+            let signer = keys::load_ed25519(&path)?;
+            if !rotated_role.keyids.contains(&signer.key_id()) {
+                return Err(ServerError::key(
+                    &path,
+                    format!("not a {role} key of this repository's root"),
+                ));
+            }
+            let stem = f.strip_suffix(".key").unwrap_or(f);
+            let retired = keys_dir
+                .join(RETIRED_KEYS_DIR)
+                .join(format!("{stem}.v{version}.key"));
+            if retired.exists() {
+                return Err(ServerError::key(&retired, "already exists"));
+            }
+            old_files.push((path, retired));
+        }
+        let snapshot_signer = (role != "snapshot")
+            .then(|| self.signer(&keys_dir, old_root, "snapshot"))
+            .transpose()?;
+        let timestamp_signer = (role != "timestamp")
+            .then(|| self.signer(&keys_dir, old_root, "timestamp"))
+            .transpose()?;
+
+        let md = self.metadata_dir();
+        let client_root = self.dir.join(CLIENT_DIR).join("root.json");
+        let mut staged_keys: Vec<PathBuf> = Vec::new();
+        let mut written: Vec<PathBuf> = Vec::new();
+        let mut renamed: Vec<(PathBuf, PathBuf)> = Vec::new();
+        let mut replaced: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::new();
+        let result = (|| -> Result<Rotated, ServerError> {
+            // New keys, first under a temporary name.
+            let mut new_signers = Vec::new();
+            for f in &files {
+                let path = keys_dir.join(format!("{f}.new"));
+                if path.exists() {
+                    return Err(ServerError::key(
+                        &path,
+                        "left over from an interrupted rotation; remove it and rotate again",
+                    ));
+                }
+                let signer = keys::generate_ed25519(&path)?;
+                staged_keys.push(path);
+                new_signers.push(signer);
+            }
+            let new_ids: Vec<String> = new_signers.iter().map(Ed25519Signer::key_id).collect();
+
+            // Root N+1: the new keys replace the old ones of the role.
+            let mut root = old_root.clone();
+            root.version = version + 1;
+            root.expires = expiry_in(self.settings.expiry_days.root);
+            root.roles.insert(
+                role.to_owned(),
+                RoleKeys::new(
+                    new_ids.clone(),
+                    rotated_role.threshold.min(new_ids.len() as u64),
+                ),
+            );
+            for id in &rotated_role.keyids {
+                if !root.roles.values().any(|r| r.keyids.contains(id)) {
+                    root.keys.remove(id);
+                }
+            }
+            for s in &new_signers {
+                root.keys.insert(s.key_id(), s.public_key().clone());
+            }
+            let mut signers: Vec<&dyn Signer> =
+                root_signers.iter().map(|s| s as &dyn Signer).collect();
+            if role == "root" {
+                signers.extend(new_signers.iter().map(|s| s as &dyn Signer));
+            }
+            let root_bytes = sign_metadata(&root, &signers)?;
+            let path = md.join(format!("{}.root.json", root.version));
+            create_new(&path, &root_bytes)?;
+            written.push(path);
+
+            // New targets (re-signed with a new targets key), snapshot, timestamp.
+            let new_signer = |r: &str| (role == r).then(|| &new_signers[0]);
+            let targets = new_signer("targets").map(|s| (current.targets.clone(), s));
+            let snapshot_signer = new_signer("snapshot")
+                .or(snapshot_signer.as_ref())
+                .ok_or_else(|| ServerError::Metadata("no snapshot key".into()))?;
+            let timestamp_signer = new_signer("timestamp")
+                .or(timestamp_signer.as_ref())
+                .ok_or_else(|| ServerError::Metadata("no timestamp key".into()))?;
+            let (published, timestamp_bytes) = self.stage(
+                &current,
+                targets,
+                snapshot_signer,
+                timestamp_signer,
+                &mut written,
+            )?;
+
+            // Key files: the old ones retired, the new ones in place.
+            if !old_files.is_empty() {
+                create_dir(&keys_dir.join(RETIRED_KEYS_DIR))?;
+            }
+            let mut retired = Vec::new();
+            for (old, to) in &old_files {
+                fs::rename(old, to).map_err(|e| ServerError::io(old, e))?;
+                renamed.push((to.clone(), old.clone()));
+                retired.push(to.clone());
+            }
+            for (staged, f) in staged_keys.iter().zip(&files) {
+                let to = keys_dir.join(f);
+                fs::rename(staged, &to).map_err(|e| ServerError::io(staged, e))?;
+                renamed.push((to, staged.clone()));
+            }
+            upkeep_core::durable::sync_dir(&keys_dir).map_err(|e| ServerError::io(&keys_dir, e))?;
+
+            // The commit point, then the newest root and the client bundle.
+            for (path, bytes) in [
+                (md.join("timestamp.json"), &timestamp_bytes),
+                (md.join("root.json"), &root_bytes),
+                (client_root.clone(), &root_bytes),
+            ] {
+                let old = match fs::read(&path) {
+                    Ok(b) => Some(b),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(ServerError::io(&path, e)),
+                };
+                replaced.push((path.clone(), old));
+                write(&path, bytes)?;
+            }
+            Ok(Rotated {
+                role: role.to_owned(),
+                old_key_ids: rotated_role.keyids.clone(),
+                new_key_ids: new_ids,
+                root_version: root.version,
+                retired,
+                published,
+            })
+        })();
+        if result.is_err() {
+            for (path, old) in replaced.iter().rev() {
+                let _ = match old {
+                    Some(bytes) => write(path, bytes),
+                    None => fs::remove_file(path).map_err(|e| ServerError::io(path, e)),
+                };
+            }
+            for (from, to) in renamed.iter().rev() {
+                let _ = fs::rename(from, to);
+            }
+            for p in written.iter().rev().chain(staged_keys.iter()) {
+                let _ = fs::remove_file(p);
+            }
+        }
+        result
+    }
+
     fn publish(
         &self,
         current: &Current,
@@ -634,6 +876,28 @@ impl Repo {
         timestamp_signer: &Ed25519Signer,
         written: &mut Vec<PathBuf>,
     ) -> Result<Published, ServerError> {
+        let (published, timestamp_bytes) =
+            self.stage(current, targets, snapshot_signer, timestamp_signer, written)?;
+        // The commit point: clients and servers see the new release from here.
+        write(
+            &self.metadata_dir().join("timestamp.json"),
+            &timestamp_bytes,
+        )?;
+        written.clear();
+        Ok(published)
+    }
+
+    /// Writes the new versioned targets (when given) and snapshot files and
+    /// returns the signed timestamp that would publish them, without
+    /// writing it.
+    fn stage(
+        &self,
+        current: &Current,
+        targets: Option<(Targets, &Ed25519Signer)>,
+        snapshot_signer: &Ed25519Signer,
+        timestamp_signer: &Ed25519Signer,
+        written: &mut Vec<PathBuf>,
+    ) -> Result<(Published, Vec<u8>), ServerError> {
         let md = self.metadata_dir();
         let days = &self.settings.expiry_days;
         let mut snapshot = current.snapshot.clone();
@@ -665,14 +929,14 @@ impl Repo {
             MetaFile::with_hashes(snapshot.version, &snapshot_bytes),
         );
         let timestamp_bytes = sign_metadata(&timestamp, &[timestamp_signer as &dyn Signer])?;
-        // The commit point: clients and servers see the new release from here.
-        write(&md.join("timestamp.json"), &timestamp_bytes)?;
-        written.clear();
-        Ok(Published {
-            targets: targets_version,
-            snapshot: snapshot.version,
-            timestamp: timestamp.version,
-        })
+        Ok((
+            Published {
+                targets: targets_version,
+                snapshot: snapshot.version,
+                timestamp: timestamp.version,
+            },
+            timestamp_bytes,
+        ))
     }
 }
 
@@ -1047,5 +1311,253 @@ mod tests {
             },
         );
         assert!(bad.is_err());
+    }
+
+    /// A client whose trusted metadata lives in `md`, pinned to `root`.
+    fn client(md: &Path, root: &[u8], repo: &Path) -> Updater<DirTransport, SystemClock> {
+        if !md.join("root.json").exists() {
+            upkeep_core::tuf::init_trusted_root(md, root).unwrap();
+        }
+        Updater::new(
+            md,
+            "repo://tuf/",
+            DirTransport(repo.to_path_buf()),
+            SystemClock,
+            UpdaterConfig::default(),
+        )
+        .unwrap()
+    }
+
+    fn release(app: &str, version: &str, payload: PathBuf) -> NewRelease {
+        NewRelease {
+            app: app.into(),
+            version: version.into(),
+            channel: String::new(),
+            installer_args: vec![],
+            install_data: BTreeMap::new(),
+            payloads: vec![payload],
+        }
+    }
+
+    #[test]
+    fn rotating_each_role_keeps_clients_pinned_to_the_first_root_working() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        let repo = Repo::init(
+            &dir,
+            &InitOptions {
+                root_keys: 2,
+                root_threshold: 2,
+                ..InitOptions::default()
+            },
+        )
+        .unwrap();
+        let pinned = fs::read(dir.join("client/root.json")).unwrap();
+        let p = payload(tmp.path(), "app.bin", b"one");
+        repo.add(None, &release("app", "1.0", p)).unwrap();
+        // A client that follows every rotation as it happens.
+        let steady_md = tmp.path().join("steady");
+        client(&steady_md, &pinned, &dir).refresh().unwrap();
+
+        let keys = dir.join("keys");
+        for (n, role) in ["targets", "snapshot", "timestamp", "root"]
+            .into_iter()
+            .enumerate()
+        {
+            let before = repo.current().unwrap();
+            let rotated = repo.rotate(None, role).unwrap();
+            let after = repo.current().unwrap();
+            let root_version = n as u64 + 2;
+            assert_eq!(rotated.root_version, root_version);
+            assert_eq!(after.root.version, root_version);
+            assert_eq!(rotated.old_key_ids, before.root.roles[role].keyids);
+            assert_eq!(rotated.new_key_ids, after.root.roles[role].keyids);
+            let width = if role == "root" { 2 } else { 1 };
+            assert_eq!(rotated.new_key_ids.len(), width);
+            assert_eq!(after.root.roles[role].threshold, width as u64);
+            for old in &rotated.old_key_ids {
+                assert!(!rotated.new_key_ids.contains(old));
+                assert!(!after.root.keys.contains_key(old), "{role}: {old} kept");
+            }
+            // The retired files are the old keys; the new files the new ones.
+            assert_eq!(rotated.retired.len(), width);
+            for (i, path) in rotated.retired.iter().enumerate() {
+                let stem = if role == "root" {
+                    format!("root-{}", i + 1)
+                } else {
+                    role.to_owned()
+                };
+                let expected = keys.join(format!("retired/{stem}.v{}.key", root_version - 1));
+                assert_eq!(path, &expected);
+                let old = keys::load_ed25519(path).unwrap();
+                assert_eq!(old.key_id(), rotated.old_key_ids[i]);
+                let new = keys::load_ed25519(&keys.join(format!("{stem}.key"))).unwrap();
+                assert_eq!(new.key_id(), rotated.new_key_ids[i]);
+            }
+            let versioned = fs::read(dir.join(format!("metadata/{root_version}.root.json")));
+            assert_eq!(
+                versioned.unwrap(),
+                fs::read(dir.join("metadata/root.json")).unwrap()
+            );
+            assert_eq!(
+                fs::read(dir.join("client/root.json")).unwrap(),
+                fs::read(dir.join("metadata/root.json")).unwrap()
+            );
+            // Targets 2 (the release) is re-signed as 3 by the targets
+            // rotation, the first one; the others keep it.
+            assert_eq!(rotated.published.targets, 3);
+            assert!(rotated.published.timestamp > before.timestamp.version);
+            assert!(
+                keys.read_dir()
+                    .unwrap()
+                    .all(|e| { !e.unwrap().file_name().to_string_lossy().ends_with(".new") })
+            );
+
+            // The client that follows along, and a new one pinned to root 1.
+            let mut steady = client(&steady_md, &pinned, &dir);
+            steady.refresh().unwrap();
+            assert_eq!(steady.trusted().root().version, root_version);
+            steady.get_target_info("apps/app/1.0/app.bin").unwrap();
+            let fresh_md = tmp.path().join(format!("fresh-{role}"));
+            let mut fresh = client(&fresh_md, &pinned, &dir);
+            fresh.refresh().unwrap();
+            assert_eq!(fresh.trusted().root().version, root_version);
+            fresh.get_target_info("apps/app/1.0/app.bin").unwrap();
+        }
+
+        // Publishing goes on with the new keys.
+        let p = payload(tmp.path(), "app.bin", b"two");
+        repo.add(None, &release("app", "2.0", p)).unwrap();
+        let mut fresh = client(&tmp.path().join("last"), &pinned, &dir);
+        fresh.refresh().unwrap();
+        let info = fresh.get_target_info("apps/app/2.0/app.bin").unwrap();
+        let bytes = fresh
+            .download_target(&info, "repo://targets/", &tmp.path().join("two.bin"))
+            .unwrap();
+        assert_eq!(bytes, b"two");
+        assert!(repo.rotate(None, "delegated").is_err());
+    }
+
+    #[test]
+    fn targets_signed_by_the_retired_key_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        let repo = Repo::init(&dir, &InitOptions::default()).unwrap();
+        let pinned = fs::read(dir.join("client/root.json")).unwrap();
+        let p = payload(tmp.path(), "app.bin", b"one");
+        repo.add(None, &release("app", "1.0", p)).unwrap();
+        let old_targets = fs::read(dir.join("metadata/2.targets.json")).unwrap();
+        let steady_md = tmp.path().join("steady");
+        client(&steady_md, &pinned, &dir).refresh().unwrap();
+
+        let rotated = repo.rotate(None, "targets").unwrap();
+        assert_eq!(rotated.root_version, 2);
+        // Before the rotation a client accepted targets 2; the repository
+        // re-signed the same targets as version 3 with the new key.
+        assert_eq!(rotated.published.targets, 3);
+        let mut steady = client(&steady_md, &pinned, &dir);
+        steady.refresh().unwrap();
+
+        // Whoever holds the retired targets key (and the online keys)
+        // publishes targets signed by it: a new version listing an evil
+        // release, in correctly signed snapshot and timestamp.
+        let retired = keys::load_ed25519(&rotated.retired[0]).unwrap();
+        let keys = dir.join("keys");
+        let snapshot = keys::load_ed25519(&keys.join("snapshot.key")).unwrap();
+        let timestamp = keys::load_ed25519(&keys.join("timestamp.key")).unwrap();
+        let current = repo.current().unwrap();
+        let mut evil = Envelope::<Targets>::from_bytes(&old_targets, "2.targets.json")
+            .unwrap()
+            .signed;
+        let file = current.targets.targets["apps/app/1.0/app.bin"].clone();
+        evil.targets.insert("apps/app/6.6/app.bin".into(), file);
+        let mut written = Vec::new();
+        repo.publish(
+            &current,
+            Some((evil, &retired)),
+            &snapshot,
+            &timestamp,
+            &mut written,
+        )
+        .unwrap();
+
+        for md in [steady_md, tmp.path().join("fresh")] {
+            let mut c = client(&md, &pinned, &dir);
+            let err = c.refresh().unwrap_err().to_string();
+            assert!(err.contains("targets.json"), "{err}");
+            assert!(err.contains("signature"), "{err}");
+            assert_eq!(c.trusted().root().version, 2);
+            assert!(c.get_target_info("apps/app/6.6/app.bin").is_err());
+        }
+        // So is the old targets file itself, served again as the newest.
+        let md = dir.join("metadata");
+        fs::write(md.join("4.targets.json"), &old_targets).unwrap();
+        let mut c = client(&tmp.path().join("fresh2"), &pinned, &dir);
+        assert!(c.refresh().is_err());
+    }
+
+    #[test]
+    fn a_failed_rotation_leaves_metadata_and_keys_intact() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("repo");
+        let repo = Repo::init(&dir, &InitOptions::default()).unwrap();
+        let tree = |d: &Path| -> BTreeMap<String, Vec<u8>> {
+            walk(d)
+                .into_iter()
+                .map(|p| {
+                    let rel = p.strip_prefix(d).unwrap().to_string_lossy().into_owned();
+                    (rel, fs::read(&p).unwrap())
+                })
+                .collect()
+        };
+        // A versioned snapshot in the way: signing fails after the new root
+        // and keys were made.
+        fs::write(dir.join("metadata/2.snapshot.json"), b"{}").unwrap();
+        let before = tree(&dir);
+        for role in ["root", "targets", "snapshot", "timestamp"] {
+            assert!(repo.rotate(None, role).is_err(), "{role}");
+            assert_eq!(tree(&dir), before, "{role}");
+        }
+        fs::remove_file(dir.join("metadata/2.snapshot.json")).unwrap();
+        // A failure after the commit point (the client bundle cannot be
+        // written) puts timestamp.json, root.json and the keys back.
+        let before = tree(&dir);
+        fs::remove_file(dir.join("client/root.json")).unwrap();
+        fs::create_dir(dir.join("client/root.json")).unwrap();
+        fs::write(dir.join("client/root.json/x"), b"").unwrap();
+        let mut blocked = before.clone();
+        blocked.remove("client/root.json");
+        blocked.insert("client/root.json/x".into(), Vec::new());
+        assert!(repo.rotate(None, "root").is_err());
+        assert_eq!(tree(&dir), blocked);
+        fs::remove_dir_all(dir.join("client/root.json")).unwrap();
+        fs::write(dir.join("client/root.json"), &before["client/root.json"]).unwrap();
+        // Without the root key nothing happens either.
+        let before = tree(&dir);
+        let other = tmp.path().join("other-keys");
+        fs::create_dir(&other).unwrap();
+        fs::copy(dir.join("keys/snapshot.key"), other.join("snapshot.key")).unwrap();
+        fs::copy(dir.join("keys/timestamp.key"), other.join("timestamp.key")).unwrap();
+        let err = repo.rotate(Some(&other), "targets").unwrap_err();
+        assert!(err.to_string().contains("root key"), "{err}");
+        assert_eq!(tree(&dir), before);
+        // A lost targets key can be replaced.
+        fs::remove_file(dir.join("keys/targets.key")).unwrap();
+        let rotated = repo.rotate(None, "targets").unwrap();
+        assert!(rotated.retired.is_empty());
+        assert!(repo.current().is_ok());
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
     }
 }
