@@ -184,6 +184,70 @@ fn older_signed_metadata_is_refused_as_a_rollback() {
 }
 
 #[test]
+fn a_client_follows_root_and_targets_key_rotations() {
+    let mut w = World::new();
+    w.publish(ALPHA, "1.0", &[("alpha.txt", "alpha 1.0\n")]);
+    w.serve();
+    w.register(ALPHA, "0");
+    expect_success(&w.update(&[]));
+    assert_eq!(w.version(ALPHA), "1.0");
+    let pinned = std::fs::read(w.etc.join("root.json")).unwrap();
+
+    let rotate = |role: &str| {
+        run_ok(
+            upkeep()
+                .args(["repo", "rotate"])
+                .arg(&w.repo)
+                .args(["--role", role]),
+        )
+    };
+    let out = rotate("root");
+    assert!(out.contains("root key "), "{out}");
+    assert!(out.contains("root version 2 published"), "{out}");
+    assert!(out.contains("retired key file: "), "{out}");
+    assert!(w.repo.join("keys/retired/root-1.v1.key").is_file());
+    let out = rotate("targets");
+    assert!(out.contains("targets key "), "{out}");
+    assert!(out.contains("root version 3 published"), "{out}");
+    assert!(w.repo.join("keys/retired/targets.v2.key").is_file());
+    w.publish(ALPHA, "2.0", &[("alpha.txt", "alpha 2.0\n")]);
+
+    // The client still pins root 1 in its configuration; it walks roots 2
+    // and 3 and accepts the targets signed by the new key.
+    assert_eq!(std::fs::read(w.etc.join("root.json")).unwrap(), pinned);
+    expect_success(&w.update(&[]));
+    assert_eq!(w.version(ALPHA), "2.0");
+    let root_version = |path: &Path| -> u64 {
+        let root: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        root["signed"]["version"].as_u64().unwrap()
+    };
+    assert_eq!(root_version(&w.state.join("tuf/root.json")), 3);
+
+    // `upkeep tuf` from the original root does the same.
+    let md = w.path("tuf-client");
+    let root_file = w.path("root-v1.json");
+    std::fs::write(&root_file, &pinned).unwrap();
+    run_ok(
+        upkeep()
+            .arg("tuf")
+            .arg("--metadata-dir")
+            .arg(&md)
+            .arg("init")
+            .arg(&root_file),
+    );
+    run_ok(
+        upkeep()
+            .arg("tuf")
+            .arg("--metadata-url")
+            .arg(format!("{}/tuf/", w.base()))
+            .arg("--metadata-dir")
+            .arg(&md)
+            .arg("refresh"),
+    );
+    assert_eq!(root_version(&md.join("root.json")), 3);
+}
+
+#[test]
 fn an_expired_timestamp_is_refused_as_a_freeze() {
     let mut w = World::new();
     w.publish(ALPHA, "1.0", &[("alpha.txt", "alpha 1.0\n")]);

@@ -50,6 +50,16 @@ enum RepoAction {
     /// Re-sign snapshot and timestamp with fresh expiry dates (run it
     /// regularly, e.g. daily, where the online keys are).
     Refresh(RefreshArgs),
+    /// Replace the key of a TUF role (root, targets, snapshot or timestamp)
+    /// with a fresh one, in a new root version.
+    ///
+    /// Writes metadata/<N+1>.root.json listing the new key instead of the
+    /// old one, signed by the current root keys (and by the new ones when
+    /// rotating root), then re-signs snapshot and timestamp (and targets
+    /// after a targets rotation). The old key file moves to
+    /// KEYDIR/retired/<name>.v<N>.key. Needs the root keys, snapshot.key
+    /// and timestamp.key. A failure leaves metadata and keys as they were.
+    Rotate(RotateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -150,6 +160,18 @@ struct RefreshArgs {
     keys: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct RotateArgs {
+    /// The repository directory.
+    dir: PathBuf,
+    /// The role whose key is replaced.
+    #[arg(long, value_name = "ROLE", value_parser = ["root", "targets", "snapshot", "timestamp"])]
+    role: String,
+    /// The key directory (default: the one `repo init` used).
+    #[arg(long, visible_alias = "keys-dir", value_name = "KEYDIR")]
+    keys: Option<PathBuf>,
+}
+
 fn open(dir: &Path) -> Result<Repo> {
     Repo::open(dir).with_context(|| format!("opening repository {}", dir.display()))
 }
@@ -173,7 +195,29 @@ pub fn run(args: RepoArgs) -> Result<()> {
             );
             Ok(())
         }
+        RepoAction::Rotate(a) => rotate(a),
     }
+}
+
+fn rotate(a: RotateArgs) -> Result<()> {
+    let repo = open(&a.dir)?;
+    let r = repo
+        .rotate(a.keys.as_deref(), &a.role)
+        .with_context(|| format!("rotating the {} key", a.role))?;
+    let mut out = std::io::stdout().lock();
+    for (i, new) in r.new_key_ids.iter().enumerate() {
+        let old = r.old_key_ids.get(i).map_or("(none)", String::as_str);
+        writeln!(out, "{} key {old} -> {new}", r.role)?;
+    }
+    writeln!(
+        out,
+        "root version {} published; targets {}, snapshot {}, timestamp {}",
+        r.root_version, r.published.targets, r.published.snapshot, r.published.timestamp
+    )?;
+    for path in &r.retired {
+        writeln!(out, "retired key file: {}", path.display())?;
+    }
+    Ok(())
 }
 
 fn init(a: InitArgs) -> Result<()> {
