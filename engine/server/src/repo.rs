@@ -11,6 +11,7 @@
 //! DIR/targets/apps/<app>/<version>/<sha256>.<file>   the payload
 //! DIR/targets/apps/<app>/<version>/<file>            a hard link to it
 //! DIR/keys/               keys (unless `--keys` put them elsewhere)
+//!     retired/            key files replaced by `repo rotate`
 //! DIR/client/             root.json, cup.pub.pem, config.toml for clients
 //! DIR/events.sqlite       the event store
 //! ```
