@@ -371,7 +371,7 @@ pub(crate) fn plugin_host(root: &Path) -> Result<PluginHost> {
         .context("cannot start the plugin host")
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

@@ -23,7 +23,7 @@ use upkeep_plugin_host::{CallOptions, QualifyInput, World};
 use crate::ExitCode;
 use crate::cmd_client::{
     self, Config, PassOptions, StateArgs, UpdaterMode, check_and_apply, config_path, lock_state,
-    print_pass, state_root,
+    print_pass, state_root, unix_now,
 };
 use crate::service;
 
@@ -89,12 +89,6 @@ pub(crate) fn own_version() -> (Option<Installed>, Version) {
         |i| i.version.clone(),
     );
     (installed, version)
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Appends a line to the state root's log (the one file an uninstall
@@ -240,10 +234,7 @@ enum Stepped {
 fn step(root: &Path, config: &Config, prefs: &mut Prefs, own: &Version) -> Result<Stepped> {
     match lifecycle::role(root, prefs, own)? {
         Role::Active => Ok(Stepped::Active {
-            older: lifecycle::installed_versions(root)
-                .into_iter()
-                .filter(|v| v < own)
-                .collect(),
+            older: older_than(root, own),
         }),
         Role::Outdated { active } => {
             lifecycle::deactivate(root, prefs, own)?;
@@ -277,13 +268,19 @@ fn step(root: &Path, config: &Config, prefs: &mut Prefs, own: &Version) -> Resul
             let was = from.as_ref().map_or("none".to_owned(), ToString::to_string);
             log(root, &format!("activated {own} (was {was})"));
             eprintln!("upkeep {own}: activated (was {was})");
-            let older = lifecycle::installed_versions(root)
-                .into_iter()
-                .filter(|v| v < own)
-                .collect();
-            Ok(Stepped::Active { older })
+            Ok(Stepped::Active {
+                older: older_than(root, own),
+            })
         }
     }
+}
+
+/// The updater versions installed in `root` older than `own`.
+fn older_than(root: &Path, own: &Version) -> Vec<Version> {
+    lifecycle::installed_versions(root)
+        .into_iter()
+        .filter(|v| v < own)
+        .collect()
 }
 
 /// Writes version `own`'s qualification result into its local prefs.

@@ -23,7 +23,7 @@
 //! See `docs/lifecycle.md`.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -568,16 +568,8 @@ pub fn recover_switch(
 
 /// The hex SHA-256 of a file.
 pub fn file_sha256(path: &Path) -> io::Result<String> {
-    let mut f = fs::File::open(path)?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
+    io::copy(&mut fs::File::open(path)?, &mut hasher)?;
     Ok(hex::encode(hasher.finalize()))
 }
 
