@@ -21,6 +21,8 @@ use support::world::{
     World, copy_dir, expect_failure, expect_success, noise, run_ok, tar_gz, text, tree,
 };
 use support::{plugin_path, upkeep};
+use upkeep_core::omaha::ErrorCategory;
+use upkeep_core::omaha::codes::{download, install, service};
 
 const ALPHA: &str = "org.example.alpha";
 const BRAVO: &str = "org.example.bravo";
@@ -180,7 +182,7 @@ fn older_signed_metadata_is_refused_as_a_rollback() {
         "the trusted timestamp was replaced"
     );
     assert!(!w.state.join(format!("downloads/{BRAVO}")).exists());
-    w.assert_error_event(BRAVO, 1, 20);
+    w.assert_error_event(BRAVO, ErrorCategory::Download, download::TUF_REFRESH);
 }
 
 #[test]
@@ -276,7 +278,7 @@ fn an_expired_timestamp_is_refused_as_a_freeze() {
         trusted,
         "the expired timestamp became trusted"
     );
-    w.assert_error_event(ALPHA, 1, 20);
+    w.assert_error_event(ALPHA, ErrorCategory::Download, download::TUF_REFRESH);
 
     // A fresh timestamp (`repo refresh`) lets the update through.
     w.set_timestamp_expiry_days(7);
@@ -327,7 +329,7 @@ fn a_snapshot_of_another_publication_is_refused() {
         !w.state.join("tuf/snapshot.json").exists(),
         "the mismatched snapshot became trusted"
     );
-    w.assert_error_event(ALPHA, 1, 20);
+    w.assert_error_event(ALPHA, ErrorCategory::Download, download::TUF_REFRESH);
 }
 
 #[test]
@@ -403,7 +405,7 @@ fn an_installer_that_loops_forever_is_stopped() {
         started.elapsed()
     );
     w.assert_unchanged(&before);
-    w.assert_error_event(ALPHA, 4, 11);
+    w.assert_error_event(ALPHA, ErrorCategory::Service, service::PLUGIN_CALL);
 }
 
 #[test]
@@ -450,7 +452,7 @@ fn a_version_failing_its_post_install_check_is_discarded_and_current_stays() {
         std::fs::read_to_string(dir.join("current/bin/alpha")).unwrap(),
         "alpha 1.0\n"
     );
-    w.assert_error_event(ALPHA, 3, 2);
+    w.assert_error_event(ALPHA, ErrorCategory::Install, install::POST_INSTALL_CHECK);
 }
 
 /// Mounts a 1 MiB tmpfs on a directory while it lives.
@@ -512,7 +514,7 @@ fn a_full_disk_during_the_download_changes_nothing() {
         tree(&partial).keys().all(|k| k.ends_with('/')),
         "staged bytes were kept"
     );
-    w.assert_error_event(ALPHA, 1, 7);
+    w.assert_error_event(ALPHA, ErrorCategory::Download, download::DISK);
     drop(disk);
 }
 

@@ -20,6 +20,8 @@ use serde_json::Value;
 use support::{upkeep, workspace_root};
 use time::OffsetDateTime;
 use upkeep_core::cup::{CupServer, RequestParams, sha256};
+use upkeep_core::omaha::ErrorCategory;
+use upkeep_core::omaha::codes::{check, download};
 use upkeep_core::omaha::{
     App, AppId, AppStatus, Manifest, Package, Protocol, Response, UpdateCheck, UpdateCheckStatus,
     parse_request,
@@ -652,14 +654,14 @@ fn failing_update(mode: Mode, expect: &str) -> (Server, Client, String) {
     (server, client, stderr)
 }
 
-fn assert_error_event(server: &Server, errorcat: i64, errorcode: i64) {
+fn assert_error_event(server: &Server, errorcat: ErrorCategory, errorcode: i64) {
     let events = ping_events(server);
     let update = events
         .iter()
         .find(|(id, e)| id == APP_A && e["eventtype"] == 3)
         .unwrap_or_else(|| panic!("no update event for {APP_A} in {events:?}"));
     assert_eq!(update.1["eventresult"], 0, "{events:?}");
-    assert_eq!(update.1["errorcat"], errorcat, "{events:?}");
+    assert_eq!(update.1["errorcat"], errorcat.code(), "{events:?}");
     assert_eq!(update.1["errorcode"], errorcode, "{events:?}");
     assert_eq!(update.1["previousversion"], "1.0");
 }
@@ -777,13 +779,13 @@ fn two_apps_update_in_one_request_and_report() {
 #[test]
 fn a_wrong_hash_is_refused() {
     let (server, _client, _) = failing_update(Mode::WrongHash, "SHA-256 mismatch");
-    assert_error_event(&server, 1, 6);
+    assert_error_event(&server, ErrorCategory::Download, download::HASH);
 }
 
 #[test]
 fn endless_data_is_refused() {
     let (server, _client, _) = failing_update(Mode::Longer, "endless data");
-    assert_error_event(&server, 1, 4);
+    assert_error_event(&server, ErrorCategory::Download, download::ENDLESS_DATA);
 }
 
 #[test]
@@ -792,7 +794,7 @@ fn a_package_tuf_never_signed_is_refused() {
         Mode::UnsignedPackage,
         "differs from the TUF targets metadata",
     );
-    assert_error_event(&server, 1, 22);
+    assert_error_event(&server, ErrorCategory::Download, download::DISAGREEMENT);
     assert!(
         server.downloads().is_empty(),
         "downloaded before checking TUF: {stderr}"
@@ -802,14 +804,14 @@ fn a_package_tuf_never_signed_is_refused() {
 #[test]
 fn a_bad_cup_signature_is_refused() {
     let (server, _client, _) = failing_update(Mode::BadProof, "CUP");
-    assert_error_event(&server, 5, 4);
+    assert_error_event(&server, ErrorCategory::UpdateCheck, check::CUP);
     assert!(server.downloads().is_empty());
 }
 
 #[test]
 fn malformed_json_is_refused() {
     let (server, _client, _) = failing_update(Mode::TruncatedJson, "malformed");
-    assert_error_event(&server, 5, 5);
+    assert_error_event(&server, ErrorCategory::UpdateCheck, check::MALFORMED);
 }
 
 #[test]
@@ -844,7 +846,7 @@ fn an_installer_failure_changes_nothing() {
     assert_eq!(summary["apps"][0]["version"], "1.0");
     assert_eq!(client.prefs(), prefs);
     assert_eq!(tree(&client.installs), installed);
-    assert_error_event(&server, 3, 21);
+    assert_error_event(&server, ErrorCategory::Install, 21);
 }
 
 #[test]
@@ -995,7 +997,7 @@ fn a_slow_server_is_abandoned() {
         started.elapsed()
     );
     assert_eq!(client.prefs(), prefs);
-    assert_error_event(&server, 1, 5);
+    assert_error_event(&server, ErrorCategory::Download, download::SLOW);
 }
 
 fn payload_alpha(version: &str) -> Vec<u8> {

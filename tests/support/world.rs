@@ -398,7 +398,12 @@ impl World {
 
     /// The last install (2) or update (3) event stored for `id` must be a
     /// failure with this category and code.
-    pub fn assert_error_event(&self, id: &str, errorcat: i64, errorcode: i64) {
+    pub fn assert_error_event(
+        &self,
+        id: &str,
+        errorcat: upkeep_core::omaha::ErrorCategory,
+        errorcode: i64,
+    ) {
         let events = self.app_events(id);
         let last = events
             .iter()
@@ -406,7 +411,7 @@ impl World {
             .find(|e| e["event_type"] == 2 || e["event_type"] == 3)
             .unwrap_or_else(|| panic!("no install/update event for {id}: {events:#?}"));
         assert_eq!(last["event_result"], 0, "{last:#}");
-        assert_eq!(last["error_category"], errorcat, "{last:#}");
+        assert_eq!(last["error_category"], errorcat.code(), "{last:#}");
         assert_eq!(last["error_code"], errorcode, "{last:#}");
     }
 

@@ -2,7 +2,7 @@
 //!
 //! The daemon of installed version `<v>` listens on
 //! `<root>/versions/<v>/ipc.sock` and serves one connection at a time
-//! ([`crate::ipc`] has the protocol). A `wake` request runs
+//! ([`upkeep_client::ipc`] has the protocol). A `wake` request runs
 //! `<its binary> wake --in-process` as a child process, so the lock and a
 //! crash stay per run. After each request and every few seconds it
 //! re-reads the global prefs and exits (removing its socket) once it is no
@@ -13,7 +13,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::ExitCode;
-use crate::cmd_client::StateArgs;
+use crate::state::StateArgs;
 
 /// `upkeep daemon`.
 #[derive(Debug, Args)]
@@ -40,6 +40,7 @@ mod unix {
     use std::os::unix::net::{UnixListener, UnixStream};
     use std::path::{Path, PathBuf};
     use std::process::{Command, Stdio};
+    use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
 
     use anyhow::{Context, Result, bail};
@@ -50,14 +51,15 @@ mod unix {
 
     use super::DaemonArgs;
     use crate::ExitCode;
-    use crate::cmd_client::state_root;
-    use crate::cmd_lifecycle::{log, own_version};
-    use crate::ipc::{self, LineError, Request};
+    use upkeep_client::ipc::{self, LineError, Request};
+    use upkeep_client::lifecycle::own_version;
+    use upkeep_client::statelog::log;
 
     /// How often an idle daemon checks that it is still wanted.
     const CHECK_EVERY: Duration = Duration::from_secs(2);
-    /// How long an idle daemon sleeps between looks at its socket.
-    const IDLE_SLEEP: Duration = Duration::from_millis(100);
+    /// How long the daemon waits before accepting again after a failed
+    /// accept (out of file descriptors, say).
+    const ACCEPT_RETRY: Duration = Duration::from_millis(100);
     /// How long a client has to send its request line, and each write of
     /// the answer may take.
     const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -89,9 +91,9 @@ mod unix {
     }
 
     pub(super) fn run(args: DaemonArgs) -> Result<ExitCode> {
-        let root = state_root(&args.state)?;
+        let root = args.state.root()?;
         let exe = std::env::current_exe().context("cannot find the running binary")?;
-        let (installed, own) = own_version();
+        let (installed, own) = own_version(Some(&exe));
         if installed.as_ref().is_none_or(|i| i.root != root) {
             bail!(
                 "upkeep daemon runs only from a version installed in the state root, \
@@ -114,9 +116,6 @@ mod unix {
         }
         let socket = lifecycle::ipc_socket_path(&root, &own);
         let (listener, _bound) = bind(&socket)?;
-        listener
-            .set_nonblocking(true)
-            .with_context(|| format!("cannot set up {}", socket.display()))?;
         let d = Daemon {
             root,
             config: args.state.config,
@@ -139,33 +138,52 @@ mod unix {
             socket.display(),
             d.pid
         );
-        let mut checked = Instant::now();
+        // Connections are accepted as they come (blocking accept, so a
+        // client waits for nothing); a watcher looks every few seconds
+        // whether the daemon is still wanted and, when not, wakes the
+        // accept with a connection of its own.
+        let stop: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let watcher = {
+            let stop = stop.clone();
+            let root = d.root.clone();
+            let own = d.own.clone();
+            let socket = socket.clone();
+            std::thread::spawn(move || {
+                loop {
+                    std::thread::sleep(CHECK_EVERY);
+                    if let Some(why) = unwanted(&root, &own) {
+                        if let Ok(mut slot) = stop.lock() {
+                            *slot = Some(why);
+                        }
+                        let _ = UnixStream::connect(&socket);
+                        return;
+                    }
+                }
+            })
+        };
+        let stopped = |stop: &Mutex<Option<String>>| stop.lock().ok().and_then(|s| s.clone());
         let why = loop {
+            if let Some(why) = stopped(&stop) {
+                break why;
+            }
             match listener.accept() {
                 Ok((stream, _)) => {
+                    if let Some(why) = stopped(&stop) {
+                        break why;
+                    }
                     serve(&d, stream);
-                    checked = Instant::now();
-                    if let Some(why) = unwanted(&d) {
+                    if let Some(why) = unwanted(&d.root, &d.own) {
                         break why;
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(IDLE_SLEEP);
-                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    // Out of file descriptors, say: wait and retry.
                     tracing::warn!(error = %e, "cannot accept a connection");
-                    std::thread::sleep(IDLE_SLEEP);
-                }
-            }
-            if checked.elapsed() >= CHECK_EVERY {
-                checked = Instant::now();
-                if let Some(why) = unwanted(&d) {
-                    break why;
+                    std::thread::sleep(ACCEPT_RETRY);
                 }
             }
         };
+        drop(watcher);
         log(
             &d.root,
             &format!("daemon {} (pid {}) exits: {why}", d.own, d.pid),
@@ -205,13 +223,13 @@ mod unix {
     /// version, its version directory is gone, or upkeep is being
     /// uninstalled. Unreadable prefs keep it running (the next look may
     /// succeed; commands report the damage).
-    fn unwanted(d: &Daemon) -> Option<String> {
-        if !lifecycle::binary_path(&d.root, &d.own).is_file() {
-            return Some(format!("{} is no longer installed", d.own));
+    fn unwanted(root: &Path, own: &Version) -> Option<String> {
+        if !lifecycle::binary_path(root, own).is_file() {
+            return Some(format!("{own} is no longer installed"));
         }
-        match Prefs::load(&d.root.join(PREFS_FILE)) {
+        match Prefs::load(&root.join(PREFS_FILE)) {
             Ok(p) if p.uninstalling => Some("upkeep is being uninstalled".to_owned()),
-            Ok(p) if p.active_version.as_ref() != Some(&d.own) => Some(format!(
+            Ok(p) if p.active_version.as_ref() != Some(own) => Some(format!(
                 "{} is active",
                 p.active_version
                     .as_ref()

@@ -10,11 +10,9 @@ mod cmd_omaha;
 mod cmd_plugin;
 mod cmd_repo;
 mod cmd_tuf;
-mod http;
-#[cfg(unix)]
-mod ipc;
 mod logging;
-mod service;
+mod render;
+mod state;
 
 /// upkeep — a plugin-extensible software update engine.
 ///
@@ -53,6 +51,9 @@ enum Command {
     Update(cmd_client::UpdateArgs),
     /// Switch a registered app back to its previous version (kept since its last update).
     Rollback(cmd_client::RollbackArgs),
+    /// Uninstall a registered app: its installer plugin's uninstall operation, then it is forgotten
+    /// (an uninstall event reports it).
+    Remove(cmd_client::RemoveArgs),
     /// Install this binary as an updater version side by side in the state root, then qualify and activate it.
     Setup(cmd_lifecycle::SetupArgs),
     /// The periodic task (run by the service timer): finish interrupted work, qualify and activate a newer
@@ -96,6 +97,7 @@ fn main() -> std::process::ExitCode {
         Command::Register(args) => cmd_client::register(args),
         Command::Update(args) => cmd_client::update(args),
         Command::Rollback(args) => cmd_client::rollback(args),
+        Command::Remove(args) => cmd_client::remove(args),
         Command::Setup(args) => cmd_lifecycle::setup(args),
         Command::Wake(args) => cmd_lifecycle::wake(args),
         Command::Status(args) => cmd_lifecycle::status(args),

@@ -71,9 +71,32 @@ pub enum LifecycleError {
         /// What the shim said.
         reason: String,
     },
-    /// The request makes no sense in this state.
-    #[error("{0}")]
-    Refused(String),
+    /// The version to activate is not installed.
+    #[error("cannot activate {version}: {} does not exist", binary.display())]
+    NotInstalled {
+        /// The version.
+        version: Version,
+        /// Its binary, which is missing.
+        binary: PathBuf,
+    },
+    /// Another activation is in progress (the swapping bit is set).
+    #[error("an activation of {to} is already in progress")]
+    ActivationInProgress {
+        /// The version being activated.
+        to: Version,
+    },
+    /// The version to remove is active or being activated.
+    #[error("{version} is active or being activated; it is not removed")]
+    StillActive {
+        /// The version.
+        version: Version,
+    },
+    /// The app to switch is not registered.
+    #[error("{app} is not registered")]
+    NotRegistered {
+        /// The app id.
+        app: String,
+    },
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> LifecycleError {
@@ -239,16 +262,13 @@ pub fn activate(
     swap_service: &mut dyn FnMut(&Version) -> Result<(), String>,
 ) -> Result<(), LifecycleError> {
     if !binary_path(root, to).is_file() {
-        return Err(LifecycleError::Refused(format!(
-            "cannot activate {to}: {} does not exist",
-            binary_path(root, to).display()
-        )));
+        return Err(LifecycleError::NotInstalled {
+            version: to.clone(),
+            binary: binary_path(root, to),
+        });
     }
     if let Some(s) = &prefs.swapping {
-        return Err(LifecycleError::Refused(format!(
-            "an activation of {} is already in progress",
-            s.to
-        )));
+        return Err(LifecycleError::ActivationInProgress { to: s.to.clone() });
     }
     let mut next = prefs.clone();
     next.swapping = Some(Swapping {
@@ -322,9 +342,9 @@ pub fn resume_activation(
 /// half-removed version that still looks installed.
 pub fn deactivate(root: &Path, prefs: &Prefs, own: &Version) -> Result<(), LifecycleError> {
     if prefs.active_version.as_ref() == Some(own) || prefs.swapping.is_some() {
-        return Err(LifecycleError::Refused(format!(
-            "{own} is active or being activated; it is not removed"
-        )));
+        return Err(LifecycleError::StillActive {
+            version: own.clone(),
+        });
     }
     let dir = appdir::version_dir(root, own);
     let doomed = root.join(appdir::VERSIONS).join(format!(".removing-{own}"));
@@ -405,7 +425,7 @@ pub fn switch_app(
     record: AppRecord,
 ) -> Result<(), LifecycleError> {
     let Some(old) = prefs.apps.get(id).cloned() else {
-        return Err(LifecycleError::Refused(format!("{id} is not registered")));
+        return Err(LifecycleError::NotRegistered { app: id.to_owned() });
     };
     let pending = PendingSwitch {
         app: id.to_owned(),
@@ -466,7 +486,7 @@ pub fn replace_binary(
     binary: StagedBinary,
 ) -> Result<(), LifecycleError> {
     let Some(old) = prefs.apps.get(id).cloned() else {
-        return Err(LifecycleError::Refused(format!("{id} is not registered")));
+        return Err(LifecycleError::NotRegistered { app: id.to_owned() });
     };
     let mut journal = prefs.clone();
     journal.pending = Some(PendingSwitch {
@@ -601,6 +621,7 @@ mod tests {
             registered_at: 0,
             updated_at: None,
             previous_version: None,
+            settings: Default::default(),
         }
     }
 

@@ -142,6 +142,42 @@ pub struct AppRecord {
     /// `versions/<previous_version>/` for `upkeep rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_version: Option<Version>,
+    /// Settings from the registration, handed to the app's existence
+    /// checker and post-install check.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
+}
+
+impl AppRecord {
+    /// A fresh registration at `version` in `install_dir`, registered at
+    /// `now` (Unix seconds), without plugins.
+    pub fn new(version: Version, install_dir: PathBuf, now: i64) -> Self {
+        Self {
+            version,
+            install_dir,
+            installer: None,
+            updater: false,
+            post_install_check: None,
+            existence: None,
+            marker: None,
+            channel: None,
+            install_data_index: None,
+            cohort: Cohort::default(),
+            days: ActivityDays::default(),
+            registered_at: now,
+            updated_at: None,
+            previous_version: None,
+            settings: BTreeMap::new(),
+        }
+    }
+
+    /// The settings as the plugin interface carries them.
+    pub fn settings_list(&self) -> Vec<(String, String)> {
+        self.settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
 }
 
 /// Everything in `prefs.json`.
@@ -436,6 +472,7 @@ mod tests {
             registered_at: 1_700_000_000,
             updated_at: None,
             previous_version: Some("1.1".parse().unwrap()),
+            settings: BTreeMap::new(),
         }
     }
 

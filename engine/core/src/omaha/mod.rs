@@ -30,6 +30,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod args;
+pub mod codes;
 mod days;
 mod error;
 mod ids;
@@ -39,6 +41,7 @@ mod request;
 mod types;
 mod xml;
 
+pub use args::{ArgsError, join_args, split_args};
 pub use days::{ActivityDays, DATE_FIRST, DATE_UNKNOWN, date_of_elapsed_days, fuzz_install_date};
 pub use error::{AppError, AppErrorKind, ProtocolError};
 pub use ids::random_id;

@@ -3,7 +3,6 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use upkeep_core::http::{HttpClient, HttpError, HttpResponse};
 
 /// Connection set-up limit.
@@ -19,13 +18,13 @@ pub struct ReqwestHttp {
 
 impl ReqwestHttp {
     /// A client with the engine's user agent and timeouts.
-    pub fn new() -> Result<Self> {
+    pub fn new() -> Result<Self, crate::ClientError> {
         let client = reqwest::blocking::Client::builder()
             .user_agent(concat!("upkeep/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(IO_TIMEOUT)
             .build()
-            .context("cannot set up the HTTP client")?;
+            .map_err(|e| crate::ClientError::Http(describe(&e)))?;
         Ok(Self { client })
     }
 }

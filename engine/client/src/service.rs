@@ -6,30 +6,31 @@
 //! (`<root>/versions/<v>/upkeep wake --root <root>`), so activation points
 //! them at the new version and deactivation never has to.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
 use upkeep_core::lifecycle;
 use upkeep_core::version::Version;
 use upkeep_shim_abi::{Shim, ShimConfig};
 
-use crate::cmd_client::Config;
+use crate::config::Config;
+use crate::error::ClientError;
 
 /// The service registration (possibly none).
-pub(crate) struct Service {
+pub struct Service {
     shim: Option<Shim>,
-    interval: std::time::Duration,
+    interval: Duration,
     /// `--config` for the service's command line, when the configuration
     /// is not the state root's default `config.toml`.
-    config_arg: Option<std::path::PathBuf>,
+    config_arg: Option<PathBuf>,
 }
 
 impl Service {
     /// Loads the shim `config` names, if any.
-    pub(crate) fn from_config(root: &Path, config: Option<&Config>) -> Result<Self> {
+    pub fn from_config(root: &Path, config: Option<&Config>) -> Result<Self, ClientError> {
         // The timer wakes upkeep hourly (or more often when checks are
         // more frequent); each wake checks for updates only when due.
-        let hourly = std::time::Duration::from_secs(3600);
+        let hourly = Duration::from_secs(3600);
         let interval = config.map_or(hourly, |c| c.check_interval.min(hourly));
         let config_arg = config
             .map(|c| c.path.clone())
@@ -49,10 +50,15 @@ impl Service {
         for (k, v) in &updater.shim_config {
             shim_config
                 .set(k.clone(), v.clone())
-                .with_context(|| format!("[updater] shim_config {k:?}"))?;
+                .map_err(|source| ClientError::ShimConfig {
+                    key: k.clone(),
+                    source,
+                })?;
         }
-        let shim = Shim::load(path, &shim_config)
-            .with_context(|| format!("cannot load the service shim {}", path.display()))?;
+        let shim = Shim::load(path, &shim_config).map_err(|source| ClientError::Shim {
+            path: path.clone(),
+            source,
+        })?;
         Ok(Self {
             shim: Some(shim),
             interval,
@@ -64,13 +70,13 @@ impl Service {
     /// are (re)registered, each unit file replaced atomically, so the call
     /// is the same on a first activation and on a swap, and a resumed
     /// activation can simply call it again.
-    pub(crate) fn swap(&self, root: &Path, to: &Version) -> Result<(), String> {
+    pub fn swap(&self, root: &Path, to: &Version) -> Result<(), String> {
         self.register(root, &lifecycle::binary_path(root, to))
     }
 
     /// Registers the service and the wake timer to run `exe wake --root
     /// <root>` (a single binary, or an updater version's binary).
-    pub(crate) fn register(&self, root: &Path, exe: &Path) -> Result<(), String> {
+    pub fn register(&self, root: &Path, exe: &Path) -> Result<(), String> {
         let Some(shim) = &self.shim else {
             return Ok(());
         };
@@ -90,7 +96,7 @@ impl Service {
     }
 
     /// Removes the service and the wake timer (nothing registered is fine).
-    pub(crate) fn unregister(&self) -> Result<(), String> {
+    pub fn unregister(&self) -> Result<(), String> {
         let Some(shim) = &self.shim else {
             return Ok(());
         };
@@ -99,7 +105,7 @@ impl Service {
     }
 
     /// What the shim says is registered.
-    pub(crate) fn describe(&self) -> Option<String> {
+    pub fn describe(&self) -> Option<String> {
         let shim = self.shim.as_ref()?;
         Some(shim.describe().unwrap_or_else(|e| e.to_string()))
     }

@@ -1,0 +1,190 @@
+//! How the command line shows the engine at work: an [`Observer`] writing
+//! to stderr (a progress bar on a terminal, a line per download
+//! otherwise), and an update pass's report as lines or JSON on stdout.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use upkeep_client::{AppOutcome, Notice, Observer, PassReport, Progress, Warning};
+use upkeep_core::version::Version;
+
+use crate::ExitCode;
+
+/// Writes what the engine reports to stderr.
+pub struct Terminal {
+    tty: bool,
+    last_draw: Option<Instant>,
+    /// A progress bar is on the current line.
+    drawing: bool,
+}
+
+impl Terminal {
+    /// Progress bars when stderr is a terminal.
+    pub fn new() -> Self {
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            last_draw: None,
+            drawing: false,
+        }
+    }
+
+    fn end_bar(&mut self) {
+        if self.drawing {
+            eprintln!();
+            self.drawing = false;
+        }
+    }
+}
+
+impl Observer for Terminal {
+    fn notice(&mut self, notice: &Notice) {
+        match notice {
+            Notice::Downloading { .. } if self.tty => {}
+            Notice::DownloadFailed { .. } => self.end_bar(),
+            Notice::Downloading { .. }
+            | Notice::Downloaded { .. }
+            | Notice::InstallerNote { .. } => {
+                self.end_bar();
+                eprintln!("{notice}");
+            }
+            Notice::Qualifying(_) | Notice::Qualification { .. } | Notice::Activated { .. } => {
+                eprintln!("upkeep {notice}");
+            }
+            Notice::RegisteredSelf { .. }
+            | Notice::InstalledSideBySide { .. }
+            | Notice::LastAppGone
+            | Notice::Uninstalled { .. } => println!("{notice}"),
+            _ => eprintln!("upkeep: {notice}"),
+        }
+    }
+
+    fn warning(&mut self, warning: &Warning) {
+        self.end_bar();
+        eprintln!("upkeep: warning: {warning}");
+    }
+
+    fn progress(&mut self, p: &Progress<'_>) {
+        if !self.tty {
+            return;
+        }
+        let due = self
+            .last_draw
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(100));
+        if !due && p.received != p.total {
+            return;
+        }
+        self.last_draw = Some(Instant::now());
+        let pct = (p.received as f64 * 100.0 / p.total.max(1) as f64) as u64;
+        let width = 30usize;
+        let filled = (pct as usize * width / 100).min(width);
+        eprint!(
+            "\r{} [{}{}] {pct:>3}% {}/{} bytes",
+            p.file,
+            "#".repeat(filled),
+            " ".repeat(width - filled),
+            p.received,
+            p.total
+        );
+        let _ = std::io::stderr().flush();
+        self.drawing = true;
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Prints what a pass did (lines, or JSON with `json`) and returns the exit
+/// status: failed when an app failed.
+pub fn print_pass(pass: &PassReport, json: bool) -> Result<ExitCode> {
+    let mut summary = Vec::new();
+    for report in &pass.apps {
+        let id = &report.app;
+        match &report.outcome {
+            AppOutcome::Removed { version } => {
+                if !json {
+                    println!("{id}: no longer installed (existence check); forgotten");
+                }
+                summary
+                    .push(json!({"app": id, "result": "removed", "version": version.to_string()}));
+            }
+            AppOutcome::UpToDate { version } => {
+                if !json {
+                    println!("{id}: up to date at {version}");
+                }
+                summary.push(
+                    json!({"app": id, "result": "up-to-date", "version": version.to_string()}),
+                );
+            }
+            AppOutcome::Updated {
+                from,
+                to,
+                downloads,
+                install_time,
+                staged,
+            } => {
+                if !json {
+                    if *staged {
+                        println!(
+                            "{id}: installed {to} side by side (running {from}); it takes over once qualified and activated"
+                        );
+                    } else if *from == Version::default() {
+                        println!("{id}: installed {to}");
+                    } else {
+                        println!("{id}: updated {from} -> {to}");
+                    }
+                }
+                let downloads: Vec<Value> = downloads
+                    .iter()
+                    .map(|d| {
+                        json!({
+                            "url": d.url, "downloaded_bytes": d.downloaded_bytes,
+                            "total_bytes": d.total_bytes, "resumed_from": d.resumed_from,
+                            "reused": d.reused, "download_time_ms": ms(d.duration),
+                        })
+                    })
+                    .collect();
+                summary.push(json!({
+                    "app": id, "result": if *staged { "staged" } else { "updated" },
+                    "previous_version": from.to_string(), "version": to.to_string(),
+                    "downloads": downloads, "install_time_ms": ms(*install_time),
+                }));
+            }
+            AppOutcome::Failed {
+                version,
+                next,
+                error,
+            } => {
+                eprintln!("upkeep: error: {id}: {error}");
+                let (category, code, extra) = error.omaha();
+                summary.push(json!({
+                    "app": id, "result": "error",
+                    "version": version.as_ref().map(ToString::to_string),
+                    "next_version": next.as_ref().map(ToString::to_string),
+                    "error": {
+                        "category": category.code(), "code": code,
+                        "extra_code": extra, "message": error.to_string(),
+                    },
+                }));
+            }
+        }
+    }
+    if json {
+        let out = json!({
+            "apps": summary,
+            "retry_after_seconds": pass.retry_after.map(|d| d.as_secs()),
+            "session_id": pass.session,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).context("cannot write the summary")?
+        );
+    }
+    Ok(if pass.failed() {
+        ExitCode::Failed
+    } else {
+        ExitCode::Ok
+    })
+}

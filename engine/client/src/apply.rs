@@ -1,0 +1,207 @@
+//! Applying one offered update: every package must be a release the TUF
+//! targets metadata signed, with the same hash and length the response
+//! gives; each is downloaded (SHA-256 while streaming, capped at the
+//! length, resumable) into `downloads/<app>/<version>/`, then installed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use upkeep_core::crash;
+use upkeep_core::download::{DownloadProgress, DownloadReport, DownloadRequest, Downloader};
+use upkeep_core::http::HttpTransport;
+use upkeep_core::omaha::{EventType, UpdateCheck};
+use upkeep_core::state::AppRecord;
+use upkeep_core::tuf::{SystemClock, Updater, UpdaterConfig, init_trusted_root};
+use upkeep_core::update_check::{OfferedPackage, agree, offered_packages, target_path};
+use upkeep_core::version::Version;
+
+use crate::error::{TufRefreshError, UpdateError};
+use crate::events::{Recorded, event};
+use crate::files::duration_ms;
+use crate::observer::{Notice, Progress};
+use crate::pass::{Run, Tuf};
+
+/// What applying one update did.
+pub(crate) struct Applied {
+    pub(crate) downloads: Vec<DownloadReport>,
+    /// Wall time of the installer: plugin load and call.
+    pub(crate) install_time: Duration,
+}
+
+impl<'a> Run<'a, '_> {
+    /// The TUF client after a full refresh (done once per pass).
+    fn tuf(&mut self) -> Result<&mut Tuf<'a>, UpdateError> {
+        let env = self.env;
+        let tuf = self
+            .tuf
+            .get_or_insert_with(|| refresh_tuf(env).map_err(Arc::new));
+        tuf.as_mut().map_err(|e| UpdateError::TufRefresh(e.clone()))
+    }
+
+    /// Downloads, verifies and installs an offered update.
+    pub(crate) fn apply(
+        &mut self,
+        id: &str,
+        record: &AppRecord,
+        check: &UpdateCheck,
+        next: &Version,
+        installer_data: Option<&str>,
+    ) -> Result<Applied, UpdateError> {
+        let packages = offered_packages(check).map_err(|source| UpdateError::BadOffer {
+            version: next.clone(),
+            source,
+        })?;
+        // Every package must be a release the TUF targets metadata signed.
+        let mut agreed = Vec::new();
+        for package in &packages {
+            let path = target_path(id, next, &package.name);
+            let target =
+                self.tuf()?
+                    .get_target_info(&path)
+                    .map_err(|source| UpdateError::TufTarget {
+                        path: path.clone(),
+                        source,
+                    })?;
+            let file = agree(package, &target).map_err(UpdateError::Disagreement)?;
+            agreed.push((package, file));
+        }
+        let root = self.env.root;
+        let payload_dir = root.join("downloads").join(id).join(next.to_string());
+        let mut reports = Vec::new();
+        let mut verified = Vec::new();
+        for (package, file) in agreed {
+            let request = DownloadRequest {
+                urls: package.urls.clone(),
+                length: file.length,
+                sha256: file.sha256,
+                staging: root
+                    .join("downloads/.partial")
+                    .join(id)
+                    .join(next.to_string())
+                    .join(&package.name),
+                dest: payload_dir.join(&package.name),
+            };
+            let report = self.download(id, package, &request)?;
+            reports.push(report);
+            verified.push((request.dest, hex::encode(file.sha256)));
+        }
+        crash::point("update.downloaded");
+        let install_started = Instant::now();
+        if record.updater {
+            let [(binary, sha256)] = verified.as_slice() else {
+                return Err(UpdateError::UpdaterFileCount {
+                    version: next.clone(),
+                    count: verified.len(),
+                });
+            };
+            self.install_updater(next, binary, sha256)?;
+        } else {
+            self.install(id, record, check, next, &payload_dir, installer_data)?;
+        }
+        crash::point("install.done");
+        Ok(Applied {
+            downloads: reports,
+            install_time: install_started.elapsed(),
+        })
+    }
+
+    fn download(
+        &mut self,
+        id: &str,
+        package: &OfferedPackage,
+        request: &DownloadRequest,
+    ) -> Result<DownloadReport, UpdateError> {
+        let downloader = Downloader::new(self.env.http, self.env.config.download.clone());
+        let observer = &mut *self.observer;
+        let mut current_url = String::new();
+        let mut progress = |p: &DownloadProgress<'_>| {
+            if current_url != p.url {
+                current_url = p.url.to_owned();
+                observer.notice(&Notice::Downloading {
+                    app: id.to_owned(),
+                    url: p.url.to_owned(),
+                    total: p.total,
+                });
+            }
+            observer.progress(&Progress {
+                app: id,
+                file: &package.name,
+                url: p.url,
+                received: p.received,
+                total: p.total,
+            });
+        };
+        let started = Instant::now();
+        match downloader.download(request, &mut progress) {
+            Ok(report) => {
+                self.observer.notice(&Notice::Downloaded {
+                    app: id.to_owned(),
+                    file: package.name.clone(),
+                    bytes: report.total_bytes,
+                    took: report.duration,
+                    reused: report.reused,
+                });
+                Ok(report)
+            }
+            Err(source) => {
+                self.observer.notice(&Notice::DownloadFailed {
+                    app: id.to_owned(),
+                    file: package.name.clone(),
+                });
+                let error = UpdateError::Download {
+                    file: package.name.clone(),
+                    source,
+                };
+                let mut ev = event(EventType::Download, Some(&error), &Version::default(), None);
+                ev.previousversion = None;
+                let mut recorded = Recorded::new(id, ev);
+                recorded.download = Some(DownloadReport {
+                    url: package.urls.first().cloned().unwrap_or_default(),
+                    downloaded_bytes: 0,
+                    total_bytes: request.length,
+                    resumed_from: 0,
+                    reused: false,
+                    duration: started.elapsed(),
+                });
+                recorded.duration_ms = Some(duration_ms(started.elapsed()));
+                self.events.push(recorded);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Loads the trusted TUF metadata (from the pinned root on first use) and
+/// refreshes it from the server.
+fn refresh_tuf<'a>(env: &crate::pass::Env<'a>) -> Result<Tuf<'a>, TufRefreshError> {
+    let dir: PathBuf = env.root.join("tuf");
+    let pinned = &env.config.tuf_root;
+    if !dir.join("root.json").exists() {
+        let bytes =
+            std::fs::read(pinned).map_err(|source| TufRefreshError::PinnedRootUnreadable {
+                path: pinned.clone(),
+                source,
+            })?;
+        init_trusted_root(&dir, &bytes).map_err(|source| TufRefreshError::PinnedRootRefused {
+            path: pinned.clone(),
+            source,
+        })?;
+    }
+    let url = format!("{}/tuf/", env.config.server);
+    let mut updater = Updater::new(
+        &dir,
+        &url,
+        HttpTransport::new(env.http),
+        SystemClock,
+        UpdaterConfig::default(),
+    )
+    .map_err(|source| TufRefreshError::TrustedUnusable {
+        dir: dir.clone(),
+        source,
+    })?;
+    updater
+        .refresh()
+        .map_err(|source| TufRefreshError::Refused { url, source })?;
+    Ok(updater)
+}

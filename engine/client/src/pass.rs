@@ -1,0 +1,429 @@
+//! One update pass: the existence checks, one signed Omaha request for the
+//! apps, and for each offered update the whole verified path ([`crate::apply`]:
+//! TUF agreement, download, installer, post-install check, the journalled
+//! switch), then the events to the server and the telemetry sinks. The
+//! caller holds the state lock.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use upkeep_core::http::{HttpClient, HttpTransport};
+use upkeep_core::omaha::{
+    AppStatus, DataRequest, EventType, Os, RequestApp, RequestBuilder, Response, UpdateCheckStatus,
+    random_id,
+};
+use upkeep_core::state::{AppRecord, Prefs, StagedBinary};
+use upkeep_core::tuf::{SystemClock, Updater};
+use upkeep_core::update_check;
+use upkeep_core::version::Version;
+use upkeep_plugin_host::ExistenceInput;
+use upkeep_plugin_host::bindings::existence;
+
+use crate::commit::Committed;
+use crate::config::Config;
+use crate::error::{ClientError, TufRefreshError, UpdateError};
+use crate::events::{Recorded, Reporter, event, kind_for};
+use crate::files::{duration_ms, unix_now};
+use crate::install::{INSTALL_DATA, install_data_wanted, installer_data};
+use crate::observer::{Observer, Warning};
+use crate::plugins::Plugins;
+use crate::report::{AppOutcome, AppReport, PassReport};
+
+/// What a pass does besides the existence checks.
+#[derive(Debug, Clone, Copy)]
+pub struct PassOptions {
+    /// Contact the update server (else only the existence checks run).
+    pub check: bool,
+    /// When the existence checks forget the last app (all that is left is
+    /// upkeep itself), flag the prefs `uninstalling` in the same write.
+    pub self_uninstall: bool,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        Self {
+            check: true,
+            self_uninstall: false,
+        }
+    }
+}
+
+/// The TUF client of a pass.
+pub(crate) type Tuf<'a> = Updater<HttpTransport<&'a dyn HttpClient>, SystemClock>;
+
+/// What the engine needs from its surroundings for a pass.
+pub(crate) struct Env<'a> {
+    pub(crate) root: &'a Path,
+    pub(crate) config: &'a Config,
+    pub(crate) http: &'a dyn HttpClient,
+    pub(crate) plugins: &'a dyn Plugins,
+    /// The running binary (replaced in single-binary mode).
+    pub(crate) exe: Option<&'a Path>,
+}
+
+/// Everything one pass shares.
+pub(crate) struct Run<'a, 'o> {
+    pub(crate) env: &'a Env<'a>,
+    pub(crate) observer: &'o mut dyn Observer,
+    pub(crate) tuf: Option<Result<Tuf<'a>, Arc<TufRefreshError>>>,
+    pub(crate) events: Vec<Recorded>,
+    /// A single-binary updater staged beside the running binary, renamed
+    /// over it by the commit.
+    pub(crate) staged_binary: Option<StagedBinary>,
+    /// The single-binary updater the commit replaced, and its new version.
+    pub(crate) replaced: Option<(PathBuf, Version)>,
+}
+
+/// One signed update check for `ids`, then every offered update
+/// downloaded, verified, installed and recorded; events reported to the
+/// server and the telemetry sinks. The caller holds the state lock.
+pub(crate) fn check_and_apply(
+    env: &Env<'_>,
+    prefs_path: &Path,
+    prefs: &mut Prefs,
+    ids: Vec<String>,
+    options: PassOptions,
+    observer: &mut dyn Observer,
+) -> Result<PassReport, ClientError> {
+    let now = unix_now();
+    if let Some(until) = prefs.retry_after_until
+        && until > now
+    {
+        return Err(ClientError::RetryAfter {
+            seconds: until - now,
+        });
+    }
+    let session = random_id().map_err(|e| ClientError::Random(e.to_string()))?;
+    let mut run = Run {
+        env,
+        observer,
+        tuf: None,
+        events: Vec::new(),
+        staged_binary: None,
+        replaced: None,
+    };
+    let mut outcomes: BTreeMap<String, AppOutcome> = BTreeMap::new();
+
+    // Existence checks: an app whose checker says it is gone is forgotten
+    // and reported with an uninstall event.
+    let mut removed: BTreeMap<String, Version> = BTreeMap::new();
+    for id in &ids {
+        let record = prefs.apps[id].clone();
+        if run.is_gone(id, &record) {
+            prefs.apps.remove(id);
+            if options.self_uninstall && prefs.apps.values().all(|r| r.updater) {
+                prefs.uninstalling = true;
+            }
+            prefs.save(prefs_path)?;
+            run.events.push(Recorded::new(
+                id,
+                event(EventType::Uninstall, None, &record.version, None),
+            ));
+            outcomes.insert(
+                id.clone(),
+                AppOutcome::Removed {
+                    version: record.version.clone(),
+                },
+            );
+            removed.insert(id.clone(), record.version);
+        }
+    }
+    let all_ids = ids;
+    // When the last app went and only upkeep itself is left, upkeep is
+    // about to uninstall itself: nothing is checked for.
+    let only_updater_left = !removed.is_empty() && prefs.apps.values().all(|record| record.updater);
+    let ids: Vec<String> = all_ids
+        .iter()
+        .filter(|id| !removed.contains_key(*id) && !only_updater_left && options.check)
+        .cloned()
+        .collect();
+
+    let mut server_answered = true;
+    let mut retry_after = None;
+    let mut staged = Vec::new();
+    if !ids.is_empty() {
+        let request = build_request(env.config, prefs, &ids, &session)?;
+        match update_check::exchange(env.http, &env.config.server, &env.config.cup, &request) {
+            Err(e) => {
+                server_answered = e.server_answered();
+                let e = Arc::new(e);
+                for id in &ids {
+                    let record = &prefs.apps[id];
+                    let error = UpdateError::Check(e.clone());
+                    run.events.push(Recorded::new(
+                        id,
+                        event(kind_for(record), Some(&error), &record.version, None),
+                    ));
+                    outcomes.insert(
+                        id.clone(),
+                        AppOutcome::Failed {
+                            version: Some(record.version.clone()),
+                            next: None,
+                            error,
+                        },
+                    );
+                }
+            }
+            Ok(exchange) => {
+                retry_after = exchange.retry_after;
+                if let Some(wait) = exchange.retry_after {
+                    prefs.retry_after_until =
+                        Some(now.saturating_add(i64::try_from(wait.as_secs()).unwrap_or(i64::MAX)));
+                }
+                for id in &ids {
+                    let outcome = run.answer(prefs_path, prefs, id, &exchange.response);
+                    if let AppOutcome::Updated {
+                        to, staged: true, ..
+                    } = &outcome
+                    {
+                        staged.push(to.clone());
+                    }
+                    outcomes.insert(id.clone(), outcome);
+                }
+                let all_ok = outcomes
+                    .values()
+                    .all(|o| !matches!(o, AppOutcome::Failed { .. }));
+                if all_ok {
+                    prefs.last_check = Some(unix_now());
+                }
+                let on_disk = Prefs::load(prefs_path)?;
+                if on_disk != *prefs {
+                    prefs.save(prefs_path)?;
+                }
+            }
+        }
+    }
+
+    // Report the events: to the server (when it answered), then to the sinks.
+    let reporter = Reporter {
+        root: env.root,
+        config: env.config,
+        http: env.http,
+        plugins: env.plugins,
+        session: &session,
+    };
+    if server_answered && !run.events.is_empty() {
+        reporter.send_ping(&run.events, prefs, &all_ids, &removed, run.observer);
+    }
+    reporter.feed_telemetry(&run.events, run.observer);
+
+    let apps = all_ids
+        .iter()
+        .filter_map(|id| {
+            outcomes.remove(id).map(|outcome| AppReport {
+                app: id.clone(),
+                outcome,
+            })
+        })
+        .collect();
+    Ok(PassReport {
+        apps,
+        retry_after,
+        session,
+        staged,
+        replaced_binary: run.replaced.take(),
+    })
+}
+
+/// The update check request for `ids`: versions, channel, cohort, ping
+/// days, and install data for first installs that ask for it.
+fn build_request(
+    config: &Config,
+    prefs: &Prefs,
+    ids: &[String],
+    session: &str,
+) -> Result<upkeep_core::omaha::Request, ClientError> {
+    let mut builder = RequestBuilder::new(config.protocol)
+        .updater("upkeep", env!("CARGO_PKG_VERSION"))
+        .os(Os {
+            platform: Some(std::env::consts::OS.to_owned()),
+            arch: Some(std::env::consts::ARCH.to_owned()),
+            ..Os::default()
+        })
+        .sessionid(session);
+    for id in ids {
+        let record = &prefs.apps[id];
+        let mut app = RequestApp::new(id.clone(), &record.version);
+        app.ap = record.channel.clone();
+        app.cohort = record.cohort.clone();
+        app.installdate = Some(record.days.install_date_to_send());
+        app.ping = Some(record.days.ping(None));
+        if let Some(index) = install_data_wanted(record) {
+            app.data.push(DataRequest {
+                name: INSTALL_DATA.to_owned(),
+                index: Some(index.to_owned()),
+            });
+        }
+        builder = builder.app(app);
+    }
+    builder
+        .build()
+        .map_err(|e| ClientError::Random(e.to_string()))
+}
+
+fn merge_cohort(record: &mut AppRecord, app: &upkeep_core::omaha::App) {
+    if app.cohort.cohort.is_some() {
+        record.cohort.cohort.clone_from(&app.cohort.cohort);
+    }
+    if app.cohort.cohorthint.is_some() {
+        record.cohort.cohorthint.clone_from(&app.cohort.cohorthint);
+    }
+    if app.cohort.cohortname.is_some() {
+        record.cohort.cohortname.clone_from(&app.cohort.cohortname);
+    }
+}
+
+impl<'a> Run<'a, '_> {
+    /// Whether the app's existence checker says it is gone. Apps at
+    /// version 0 (not installed yet) and apps without a checker are never
+    /// gone; a checker that cannot tell, fails or changed since
+    /// registration is a warning and keeps the app.
+    fn is_gone(&mut self, id: &str, record: &AppRecord) -> bool {
+        let Some(checker) = &record.existence else {
+            return false;
+        };
+        if record.version == Version::default() {
+            return false;
+        }
+        let input = ExistenceInput {
+            app_id: id.to_owned(),
+            version: record.version.to_string(),
+            app_dir: Some(record.install_dir.clone()),
+            marker: record.marker.clone(),
+            settings: record.settings_list(),
+        };
+        let why = match self.env.plugins.check_existence(checker, &input) {
+            Ok(answer) => match answer.value {
+                existence::Presence::Present => return false,
+                existence::Presence::Absent => return true,
+                existence::Presence::Error(e) => {
+                    format!("existence checker {} cannot tell: {e}", answer.plugin)
+                }
+            },
+            Err(e) => e.to_string(),
+        };
+        self.observer
+            .warning(&Warning::app(id, format!("{why}; keeping the app")));
+        false
+    }
+
+    /// What the server answered for `id`, and everything that follows.
+    fn answer(
+        &mut self,
+        prefs_path: &Path,
+        prefs: &mut Prefs,
+        id: &str,
+        response: &Response,
+    ) -> AppOutcome {
+        let record = prefs.apps[id].clone();
+        let started = Instant::now();
+        let failed = |next: Option<Version>, error: UpdateError| AppOutcome::Failed {
+            version: Some(record.version.clone()),
+            next,
+            error,
+        };
+        let Some(app) = response.app(id) else {
+            let error = response
+                .app_errors
+                .iter()
+                .find(|e| {
+                    e.appid
+                        .as_deref()
+                        .is_some_and(|a| a.eq_ignore_ascii_case(id))
+                })
+                .map_or(UpdateError::NoAnswer, |e| {
+                    UpdateError::MalformedAnswer(e.to_string())
+                });
+            self.events.push(Recorded::new(
+                id,
+                event(kind_for(&record), Some(&error), &record.version, None),
+            ));
+            return failed(None, error);
+        };
+        let mut updated = record.clone();
+        merge_cohort(&mut updated, app);
+        if let Some(day) = response.daystart.elapsed_days {
+            updated.days.record_response(day);
+        }
+        if app.status != AppStatus::Ok {
+            return failed(None, UpdateError::AppStatus(app.status.clone()));
+        }
+        let check = match &app.updatecheck {
+            Some(c) if c.status == UpdateCheckStatus::NoUpdate => {
+                prefs.apps.insert(id.to_owned(), updated);
+                return AppOutcome::UpToDate {
+                    version: record.version.clone(),
+                };
+            }
+            Some(c) if c.status == UpdateCheckStatus::Ok => c,
+            other => {
+                let status = other
+                    .as_ref()
+                    .map_or("none".to_owned(), |c| c.status.to_string());
+                return failed(None, UpdateError::UpdateCheckStatus(status));
+            }
+        };
+        let next = check.next_version.clone();
+        let result = match &next {
+            None => Err(UpdateError::NoVersion),
+            Some(v) if *v <= record.version => Err(UpdateError::NotNewer {
+                offered: v.clone(),
+                installed: record.version.clone(),
+            }),
+            Some(v) => {
+                let data = installer_data(id, &record, app, self.observer);
+                self.apply(id, &record, check, v, data.as_deref())
+                    .and_then(|applied| {
+                        let how = self.commit(prefs_path, prefs, id, &record, updated, v)?;
+                        Ok((v.clone(), applied, how))
+                    })
+            }
+        };
+        let elapsed = Some(duration_ms(started.elapsed()));
+        match result {
+            Ok((to, applied, how)) => {
+                let staged = how == Committed::Staged;
+                if let Committed::Replaced(exe) = how {
+                    self.replaced = Some((exe, to.clone()));
+                }
+                for report in applied.downloads.iter().filter(|r| !r.reused) {
+                    let mut ev = event(EventType::Download, None, &record.version, Some(&to));
+                    ev.errorcat = None;
+                    let mut recorded = Recorded::new(id, ev);
+                    recorded.duration_ms = Some(duration_ms(report.duration));
+                    recorded.download = Some(report.clone());
+                    self.events.push(recorded);
+                }
+                let mut done = Recorded::new(
+                    id,
+                    event(kind_for(&record), None, &record.version, Some(&to)),
+                );
+                done.duration_ms = elapsed;
+                self.events.push(done);
+                AppOutcome::Updated {
+                    from: record.version.clone(),
+                    to,
+                    downloads: applied.downloads,
+                    install_time: applied.install_time,
+                    staged,
+                }
+            }
+            Err(error) => {
+                let mut failure = Recorded::new(
+                    id,
+                    event(
+                        kind_for(&record),
+                        Some(&error),
+                        &record.version,
+                        next.as_ref(),
+                    ),
+                );
+                failure.duration_ms = elapsed;
+                self.events.push(failure);
+                failed(next, error)
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! Registering an app: what it is, where it lives, which plugins install,
+//! check and judge it. A re-registration keeps what the server assigned
+//! (cohort, ping days) and the kept previous version while it names the
+//! same installed version.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use upkeep_core::state::{AppRecord, PREFS_FILE};
+use upkeep_core::version::Version;
+
+use crate::client::Client;
+use crate::error::ClientError;
+use crate::files::unix_now;
+use crate::ids::check_app_id;
+use crate::observer::Observer;
+use crate::plugins::Role;
+use crate::recovery::lock_and_recover_held;
+
+/// An app to register.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The app id (stored lower-case).
+    pub app: String,
+    /// The installed version; `0` when it is not installed yet (the next
+    /// update installs the newest release).
+    pub version: Version,
+    /// The install directory (handed read-write to the installer).
+    pub install_dir: PathBuf,
+    /// The installer plugin (installer world).
+    pub installer: PathBuf,
+    /// An existence-checker plugin.
+    pub existence: Option<PathBuf>,
+    /// The marker path the existence checker looks for.
+    pub marker: Option<String>,
+    /// The update channel (Omaha `ap`).
+    pub channel: Option<String>,
+    /// The install data index asked for on the first install.
+    pub install_data_index: Option<String>,
+    /// A post-install check (qualifier world) every new version must pass.
+    pub post_install_check: Option<PathBuf>,
+    /// Settings for the app's existence checker and post-install check.
+    pub settings: BTreeMap<String, String>,
+}
+
+impl Registration {
+    /// A registration of `app` at `version` in `install_dir`, installed by
+    /// `installer`, with nothing else.
+    pub fn new(
+        app: impl Into<String>,
+        version: Version,
+        install_dir: impl Into<PathBuf>,
+        installer: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            app: app.into(),
+            version,
+            install_dir: install_dir.into(),
+            installer: installer.into(),
+            existence: None,
+            marker: None,
+            channel: None,
+            install_data_index: None,
+            post_install_check: None,
+            settings: BTreeMap::new(),
+        }
+    }
+}
+
+/// What a registration did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    /// The app id as stored.
+    pub app: String,
+    /// The version registered.
+    pub version: Version,
+    /// The app was registered before (now replaced).
+    pub replaced: bool,
+}
+
+fn valid_text(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control)
+}
+
+impl Client {
+    /// Registers (or re-registers) an app. Every plugin is loaded and
+    /// hashed now; a later call refuses a component that changed.
+    pub fn register(
+        &self,
+        registration: Registration,
+        observer: &mut dyn Observer,
+    ) -> Result<Registered, ClientError> {
+        let id = check_app_id(&registration.app)?;
+        let install_dir = std::path::absolute(&registration.install_dir)
+            .map_err(ClientError::io("cannot resolve", &registration.install_dir))?;
+        if install_dir.exists() && !install_dir.is_dir() {
+            return Err(ClientError::InstallDirNotADirectory { path: install_dir });
+        }
+        if let Some(index) = &registration.install_data_index
+            && !valid_text(index)
+        {
+            return Err(ClientError::BadInstallDataIndex {
+                index: index.clone(),
+            });
+        }
+        if let Some(key) = registration
+            .settings
+            .keys()
+            .find(|k| !valid_text(k) || k.contains('='))
+        {
+            return Err(ClientError::BadSetting { key: key.clone() });
+        }
+        let plugins = self.plugins.as_ref();
+        let installer = plugins.identify(&registration.installer, Role::Installer)?;
+        let existence = registration
+            .existence
+            .as_deref()
+            .map(|p| plugins.identify(p, Role::ExistenceChecker))
+            .transpose()?;
+        let post_install_check = registration
+            .post_install_check
+            .as_deref()
+            .map(|p| plugins.identify(p, Role::PostInstallCheck))
+            .transpose()?;
+        let config = self.config_if_present()?;
+        let (_lock, mut prefs) = lock_and_recover_held(&self.root, config, observer)?;
+        let previous = prefs.apps.get(&id).cloned();
+        let version = registration.version;
+        let mut record = AppRecord::new(version.clone(), install_dir, unix_now());
+        record.installer = Some(installer);
+        record.post_install_check = post_install_check;
+        record.existence = existence;
+        record.marker = registration.marker;
+        record.channel = registration.channel;
+        record.install_data_index = registration.install_data_index;
+        record.settings = registration.settings;
+        if let Some(p) = &previous {
+            record.cohort = p.cohort.clone();
+            record.days = p.days.clone();
+            record.registered_at = p.registered_at;
+            record.updated_at = p.updated_at;
+            // The kept version stays usable only while the registration
+            // names the same installed version.
+            if p.version == version {
+                record.previous_version = p.previous_version.clone();
+            }
+        }
+        prefs.apps.insert(id.clone(), record);
+        prefs.save(&self.root.join(PREFS_FILE))?;
+        Ok(Registered {
+            app: id,
+            version,
+            replaced: previous.is_some(),
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! The error codes upkeep reports in Omaha events, per error category
+//! ([`ErrorCategory`]): what `errorcode` means for each `errorcat`. The
+//! client reports them, the server's statistics and the tests read them;
+//! all name them from here. See `docs/protocol.md` ("Error codes").
+
+use crate::download::DownloadError;
+use crate::update_check::CheckError;
+
+#[allow(unused_imports)]
+use super::ErrorCategory;
+
+/// Codes of the update check ([`ErrorCategory::UpdateCheck`], 5).
+pub mod check {
+    /// The server could not be reached (or the request not signed).
+    pub const UNREACHABLE: i64 = 1;
+    /// The server answered an HTTP status other than 200.
+    pub const HTTP_STATUS: i64 = 2;
+    /// The response body could not be read, or is too large.
+    pub const READ: i64 = 3;
+    /// The CUP proof is missing or does not verify.
+    pub const CUP: i64 = 4;
+    /// The signed response does not parse.
+    pub const MALFORMED: i64 = 5;
+    /// The response has no (well-formed) answer for the app.
+    pub const APP_MISSING: i64 = 6;
+    /// The server answered an error status for the app or its update check.
+    pub const APP_STATUS: i64 = 7;
+    /// The offered version is not newer than the installed one.
+    pub const NOT_NEWER: i64 = 10;
+    /// The offer cannot be used (no version, no package, bad hash or name).
+    pub const BAD_OFFER: i64 = 11;
+}
+
+/// Codes of downloads and their verification ([`ErrorCategory::Download`], 1).
+pub mod download {
+    /// The connection failed or broke.
+    pub const NETWORK: i64 = 1;
+    /// An HTTP status other than 200/206.
+    pub const HTTP_STATUS: i64 = 2;
+    /// The transfer ended early.
+    pub const TRUNCATED: i64 = 3;
+    /// The server sent more than the signed length (endless data).
+    pub const ENDLESS_DATA: i64 = 4;
+    /// Throughput stayed below the minimum (slow retrieval).
+    pub const SLOW: i64 = 5;
+    /// The content's SHA-256 is not the signed one.
+    pub const HASH: i64 = 6;
+    /// Local files could not be written.
+    pub const DISK: i64 = 7;
+    /// A resumed transfer's `Content-Range` is wrong.
+    pub const CONTENT_RANGE: i64 = 8;
+    /// No download URL.
+    pub const NO_URLS: i64 = 9;
+    /// The TUF metadata could not be refreshed.
+    pub const TUF_REFRESH: i64 = 20;
+    /// The TUF targets metadata does not list the package.
+    pub const TUF_TARGET: i64 = 21;
+    /// The update response and the TUF metadata disagree on the package.
+    pub const DISAGREEMENT: i64 = 22;
+}
+
+/// Codes of installs the engine does itself ([`ErrorCategory::Install`], 3).
+/// An installer plugin's own failures use the category too, with the
+/// plugin's codes.
+pub mod install {
+    /// A release of upkeep itself could not be installed.
+    pub const UPDATER: i64 = 1;
+    /// The app's post-install check refused or failed.
+    pub const POST_INSTALL_CHECK: i64 = 2;
+}
+
+/// Codes of the engine itself ([`ErrorCategory::Service`], 4).
+pub mod service {
+    /// The prefs could not be written.
+    pub const PREFS: i64 = 1;
+    /// A plugin could not be loaded (missing, wrong world, changed).
+    pub const PLUGIN_LOAD: i64 = 10;
+    /// A plugin call failed (trap, limit, refusal of the host).
+    pub const PLUGIN_CALL: i64 = 11;
+    /// The install directory could not be made.
+    pub const INSTALL_DIR: i64 = 12;
+    /// The switch to the installed version failed.
+    pub const SWITCH: i64 = 13;
+}
+
+impl CheckError {
+    /// The [`check`] code reporting this error.
+    pub fn omaha_code(&self) -> i64 {
+        match self {
+            CheckError::Sign(_) | CheckError::Unreachable(_) => check::UNREACHABLE,
+            CheckError::Status { .. } => check::HTTP_STATUS,
+            CheckError::Read(_) | CheckError::TooLarge { .. } => check::READ,
+            CheckError::Cup(_) => check::CUP,
+            CheckError::Malformed(_) => check::MALFORMED,
+        }
+    }
+}
+
+impl DownloadError {
+    /// The [`download`] code reporting this error.
+    pub fn omaha_code(&self) -> i64 {
+        match self {
+            DownloadError::NoUrls => download::NO_URLS,
+            DownloadError::Network { .. } => download::NETWORK,
+            DownloadError::Status { .. } => download::HTTP_STATUS,
+            DownloadError::BadContentRange { .. } => download::CONTENT_RANGE,
+            DownloadError::Truncated { .. } => download::TRUNCATED,
+            DownloadError::LengthExceeded { .. } => download::ENDLESS_DATA,
+            DownloadError::SlowRetrieval { .. } => download::SLOW,
+            DownloadError::HashMismatch { .. } => download::HASH,
+            DownloadError::Disk { .. } => download::DISK,
+        }
+    }
+}
