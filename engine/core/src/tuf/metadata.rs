@@ -680,6 +680,25 @@ impl Delegations {
         Vec::new()
     }
 
+    /// Verifies that `env`, the metadata of delegated role `role`, is signed
+    /// by a threshold of the keys this delegation gives it. `delegator`
+    /// and `file` name the failure.
+    pub fn verify_delegated(
+        &self,
+        env: &Envelope<Targets>,
+        role: &str,
+        delegator: &str,
+        file: &str,
+    ) -> Result<(), TufError> {
+        let keys = self
+            .role_keys(role)
+            .ok_or_else(|| TufError::BadDelegation {
+                role: role.into(),
+                reason: format!("not delegated by {delegator:?}"),
+            })?;
+        env.verify(&self.keys, &keys, role, file)
+    }
+
     /// The keys and threshold of delegated role `name`, if delegated here.
     pub fn role_keys(&self, name: &str) -> Option<RoleKeys> {
         if let Some(roles) = &self.roles {
@@ -818,6 +837,15 @@ impl<T: Role> Envelope<T> {
         }
         let signatures: Vec<Signature> = serde_json::from_value(sigs_v)
             .map_err(|e| TufError::malformed(file, format!("signatures: {e}")))?;
+        let mut seen = BTreeSet::new();
+        for sig in &signatures {
+            if !seen.insert(sig.keyid.as_str()) {
+                return Err(TufError::DuplicateSignature {
+                    file: file.into(),
+                    keyid: sig.keyid.clone(),
+                });
+            }
+        }
         let canonical = cjson::to_canonical(&signed_v).map_err(|e| TufError::malformed(file, e))?;
         let signed: T =
             serde_json::from_value(signed_v).map_err(|e| TufError::malformed(file, e))?;
