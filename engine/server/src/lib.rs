@@ -4,6 +4,9 @@
 //!   (consistent snapshots, python-tuf's JSON format), target files and the
 //!   trust bundle a client pins (`client/`); [`publish`] is where every new
 //!   metadata version is signed and written.
+//! * [`delegation`] delegates trust to team roles: their keys, nested and
+//!   terminating delegations, hashed bins, revocation and rotation, and
+//!   publishing a release with only a team's key.
 //! * [`graph`] reads a repository's current metadata and delegation graph
 //!   and lists the releases a TUF client would accept from it.
 //! * [`decision`] reads releases from the signed targets metadata and
@@ -20,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod decision;
+pub mod delegation;
 pub mod error;
 pub mod events;
 pub mod files;

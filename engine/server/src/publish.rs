@@ -65,21 +65,22 @@ pub fn commit(metadata_dir: &Path, timestamp_bytes: &[u8]) -> Result<(), ServerE
 
 /// New versions of targets roles, sealed by a new snapshot and timestamp.
 #[derive(Debug)]
-pub struct Publication<'a> {
-    metadata_dir: &'a Path,
-    days: &'a ExpiryDays,
+pub struct Publication {
+    metadata_dir: PathBuf,
+    days: ExpiryDays,
     snapshot: Snapshot,
     timestamp: Timestamp,
 }
 
-impl<'a> Publication<'a> {
-    /// A publication on top of the current snapshot and timestamp.
+impl Publication {
+    /// A publication into `metadata_dir` on top of the current snapshot
+    /// and timestamp, with the lifetimes of `days`.
     pub fn new(
-        metadata_dir: &'a Path,
-        days: &'a ExpiryDays,
+        metadata_dir: PathBuf,
+        days: ExpiryDays,
         snapshot: &Snapshot,
         timestamp: &Timestamp,
-    ) -> Publication<'a> {
+    ) -> Publication {
         Publication {
             metadata_dir,
             days,
@@ -90,7 +91,7 @@ impl<'a> Publication<'a> {
 
     /// The first publication of a new repository: snapshot and timestamp
     /// will be version 1.
-    pub fn first(metadata_dir: &'a Path, days: &'a ExpiryDays) -> Publication<'a> {
+    pub fn first(metadata_dir: PathBuf, days: ExpiryDays) -> Publication {
         let zero = Expiry(OffsetDateTime::UNIX_EPOCH);
         Publication {
             metadata_dir,
@@ -197,9 +198,9 @@ impl<'a> Publication<'a> {
         timestamp_signer: &Ed25519Signer,
         written: &mut Vec<PathBuf>,
     ) -> Result<Published, ServerError> {
-        let metadata_dir = self.metadata_dir;
+        let metadata_dir = self.metadata_dir.clone();
         let (published, timestamp_bytes) = self.seal(snapshot_signer, timestamp_signer, written)?;
-        commit(metadata_dir, &timestamp_bytes)?;
+        commit(&metadata_dir, &timestamp_bytes)?;
         written.clear();
         Ok(published)
     }
@@ -210,4 +211,17 @@ pub fn remove_staged(written: &[PathBuf]) {
     for p in written.iter().rev() {
         let _ = std::fs::remove_file(p);
     }
+}
+
+/// Runs `body`, which records every file it stages in the list it is
+/// given; when it fails, those files are removed.
+pub fn staging<T>(
+    body: impl FnOnce(&mut Vec<PathBuf>) -> Result<T, ServerError>,
+) -> Result<T, ServerError> {
+    let mut written = Vec::new();
+    let result = body(&mut written);
+    if result.is_err() {
+        remove_staged(&written);
+    }
+    result
 }

@@ -36,7 +36,7 @@ use crate::error::ServerError;
 pub use crate::graph::{Current, load_current};
 use crate::keys;
 pub use crate::publish::Published;
-use crate::publish::{Publication, create_new, expiry_in, remove_staged, write};
+use crate::publish::{Publication, create_new, expiry_in, staging, write};
 
 /// The settings file.
 pub const SETTINGS_FILE: &str = "repo.toml";
@@ -333,7 +333,7 @@ impl Repo {
         write(&md.join("root.json"), &root_bytes)?;
 
         let mut written = Vec::new();
-        let mut first = Publication::first(&md, &settings.expiry_days);
+        let mut first = Publication::first(md.clone(), settings.expiry_days.clone());
         first.stage_targets(
             "targets",
             upkeep_core::tuf::repository::Repository::empty_targets(OffsetDateTime::now_utc()),
@@ -485,30 +485,41 @@ impl Repo {
         let current = self.current()?;
         let keys_dir = self.keys_dir(keys_dir);
         let targets_signer = self.signer(&keys_dir, &current.root, "targets")?;
-        let snapshot_signer = self.signer(&keys_dir, &current.root, "snapshot")?;
-        let timestamp_signer = self.signer(&keys_dir, &current.root, "timestamp")?;
+        let (snapshot_signer, timestamp_signer) = self.online_signers(&keys_dir, &current.root)?;
         prepared.check_unpublished(&current.catalog())?;
-
-        let md = self.metadata_dir();
-        let mut written: Vec<PathBuf> = Vec::new();
-        let result = (|| {
+        staging(|written| {
             let mut new_targets = current.targets.clone();
             new_targets
                 .targets
-                .extend(self.copy_release(&prepared, release, &mut written)?);
-            let mut publication = Publication::new(
-                &md,
-                &self.settings.expiry_days,
-                &current.snapshot,
-                &current.timestamp,
-            );
-            publication.stage_targets("targets", new_targets, &[&targets_signer], &mut written)?;
-            publication.publish(&snapshot_signer, &timestamp_signer, &mut written)
-        })();
-        if result.is_err() {
-            remove_staged(&written);
-        }
-        result
+                .extend(self.copy_release(&prepared, release, written)?);
+            let mut publication = self.publication(&current);
+            publication.stage_targets("targets", new_targets, &[&targets_signer], written)?;
+            publication.publish(&snapshot_signer, &timestamp_signer, written)
+        })
+    }
+
+    /// A publication on top of `current`, with this repository's
+    /// metadata lifetimes.
+    pub(crate) fn publication(&self, current: &Current) -> Publication {
+        Publication::new(
+            self.metadata_dir(),
+            self.settings.expiry_days.clone(),
+            &current.snapshot,
+            &current.timestamp,
+        )
+    }
+
+    /// The online keys, `snapshot.key` and `timestamp.key`, checked
+    /// against `root`.
+    pub(crate) fn online_signers(
+        &self,
+        keys_dir: &Path,
+        root: &Root,
+    ) -> Result<(Ed25519Signer, Ed25519Signer), ServerError> {
+        Ok((
+            self.signer(keys_dir, root, "snapshot")?,
+            self.signer(keys_dir, root, "timestamp")?,
+        ))
     }
 
     /// Copies a checked release's payloads into `targets/` and returns its
@@ -537,21 +548,11 @@ impl Repo {
     pub fn refresh(&self, keys_dir: Option<&Path>) -> Result<Published, ServerError> {
         let current = self.current()?;
         let keys_dir = self.keys_dir(keys_dir);
-        let snapshot_signer = self.signer(&keys_dir, &current.root, "snapshot")?;
-        let timestamp_signer = self.signer(&keys_dir, &current.root, "timestamp")?;
-        let mut written = Vec::new();
-        let md = self.metadata_dir();
-        let result = Publication::new(
-            &md,
-            &self.settings.expiry_days,
-            &current.snapshot,
-            &current.timestamp,
-        )
-        .publish(&snapshot_signer, &timestamp_signer, &mut written);
-        if result.is_err() {
-            remove_staged(&written);
-        }
-        result
+        let (snapshot_signer, timestamp_signer) = self.online_signers(&keys_dir, &current.root)?;
+        staging(|written| {
+            self.publication(&current)
+                .publish(&snapshot_signer, &timestamp_signer, written)
+        })
     }
 
     /// Rotates the key of a top-level role (`root`, `targets`, `snapshot`
@@ -710,12 +711,7 @@ impl Repo {
             let timestamp_signer = new_signer("timestamp")
                 .or(timestamp_signer.as_ref())
                 .ok_or_else(|| ServerError::Metadata("no timestamp key".into()))?;
-            let mut publication = Publication::new(
-                &md,
-                &self.settings.expiry_days,
-                &current.snapshot,
-                &current.timestamp,
-            );
+            let mut publication = self.publication(&current);
             if let Some(signer) = new_signer("targets") {
                 publication.stage_targets(
                     "targets",
@@ -1305,13 +1301,7 @@ mod tests {
         let file = current.targets.targets["apps/app/1.0/app.bin"].clone();
         evil.targets.insert("apps/app/6.6/app.bin".into(), file);
         let mut written = Vec::new();
-        let md = repo.metadata_dir();
-        let mut publication = Publication::new(
-            &md,
-            &repo.settings().expiry_days,
-            &current.snapshot,
-            &current.timestamp,
-        );
+        let mut publication = repo.publication(&current);
         publication
             .stage_targets("targets", evil, &[&retired], &mut written)
             .unwrap();
