@@ -55,6 +55,10 @@ enum RepoAction {
     Events(EventsArgs),
     /// Re-sign snapshot and timestamp with fresh expiry dates (run it
     /// regularly, e.g. daily, where the online keys are).
+    ///
+    /// With --role ROLE, also re-sign that delegated role (and its hashed
+    /// bins) unchanged with a fresh expiry date, with the role's key: a
+    /// team runs it when its role would expire before its next release.
     Refresh(RefreshArgs),
     /// Replace the key of a TUF role with a fresh one: a top-level role
     /// (root, targets, snapshot or timestamp) in a new root version, or a
@@ -210,6 +214,13 @@ struct RefreshArgs {
     /// key directory).
     #[arg(long, value_name = "KEYDIR")]
     keys: Option<PathBuf>,
+    /// Also re-sign this delegated role (and its hashed bins) unchanged
+    /// with a fresh expiry date, with the role's key.
+    #[arg(long, value_name = "ROLE")]
+    role: Option<String>,
+    /// A key file of the role (default: KEYDIR/delegated/ROLE-<i>.key).
+    #[arg(long = "role-key", value_name = "FILE", requires = "role")]
+    role_keys: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -317,9 +328,17 @@ pub fn run(args: RepoArgs) -> Result<()> {
         RepoAction::Events(a) => events(a),
         RepoAction::Refresh(a) => {
             let repo = open(&a.dir)?;
-            let p = repo
-                .refresh(a.keys.as_deref())
-                .context("re-signing snapshot and timestamp")?;
+            let p = match &a.role {
+                Some(role) => repo
+                    .refresh_role(a.keys.as_deref(), role, &a.role_keys)
+                    .with_context(|| format!("re-signing {role}"))?,
+                None => repo
+                    .refresh(a.keys.as_deref())
+                    .context("re-signing snapshot and timestamp")?,
+            };
+            if let Some(role) = &a.role {
+                println!("{role} re-signed");
+            }
             println!(
                 "snapshot {} and timestamp {} signed",
                 p.snapshot, p.timestamp

@@ -689,6 +689,42 @@ impl Repo {
         })
     }
 
+    /// Re-signs delegated `role` (and its hashed bins) unchanged with a
+    /// fresh expiry date (`expiry_days.targets`), with the role's keys (the
+    /// `role_keys` files, else `KEYDIR/delegated/<role>-<i>.key`), plus new
+    /// snapshot and timestamp versions. A team whose role would expire
+    /// before its next release runs it.
+    pub fn refresh_role(
+        &self,
+        keys_dir: Option<&Path>,
+        role: &str,
+        role_keys: &[PathBuf],
+    ) -> Result<Published, ServerError> {
+        check_role_name(role)?;
+        let current = self.current()?;
+        let (_, keys) = delegation_of(&current, role)?;
+        let keys_dir = self.keys_dir(keys_dir);
+        let signers = role_signers(&keys_dir, role, &keys, role_keys)?;
+        let (snapshot_signer, timestamp_signer) = self.online_signers(&keys_dir, &current.root)?;
+        let role_md = editable(&current, role);
+        staging(|written| {
+            let mut publication = self.publication(&current);
+            for bin in bins_of(&role_md) {
+                if bin.keyids.iter().any(|id| keys.keyids.contains(id)) {
+                    let bin_md = editable(&current, &bin.name);
+                    publication.stage_targets(
+                        &bin.name,
+                        bin_md,
+                        &signer_refs(&signers),
+                        written,
+                    )?;
+                }
+            }
+            publication.stage_targets(role, role_md.clone(), &signer_refs(&signers), written)?;
+            publication.publish(&snapshot_signer, &timestamp_signer, written)
+        })
+    }
+
     /// Publishes a release into delegated `role` with that role's keys
     /// (the `role_keys` files, else `KEYDIR/delegated/<role>-<i>.key`),
     /// plus `snapshot.key` and `timestamp.key`. A role split into hashed

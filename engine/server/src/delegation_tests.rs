@@ -556,3 +556,43 @@ fn hashed_bins_hold_each_file_in_the_bin_of_its_hash() {
         Err(ServerError::BinsNeedRoleKeys { .. })
     ));
 }
+
+#[test]
+fn refreshing_a_role_re_signs_it_and_its_bins_with_a_later_expiry() {
+    let f = Fixture::new();
+    let settings = f.dir.join(crate::repo::SETTINGS_FILE);
+    let text = fs::read_to_string(&settings).unwrap();
+    fs::write(&settings, text.replace("targets = 90", "targets = 1")).unwrap();
+    let repo = Repo::open(&f.dir).unwrap();
+    let o = DelegateOptions {
+        name: "apps".into(),
+        paths: vec!["apps/*/*/*".into()],
+        bins: Some(2),
+        ..DelegateOptions::default()
+    };
+    let d = repo.delegate(None, &o).unwrap();
+    repo.add_to_role(None, "apps", &[], &f.release("app", "1.0"))
+        .unwrap();
+    let before = repo.current().unwrap();
+    fs::write(&settings, text).unwrap();
+    let repo = Repo::open(&f.dir).unwrap();
+    repo.refresh_role(None, "apps", &[]).unwrap();
+    let after = repo.current().unwrap();
+    for role in std::iter::once("apps").chain(d.bins.iter().map(String::as_str)) {
+        let (old, new) = (
+            &before.delegated[role].signed,
+            &after.delegated[role].signed,
+        );
+        assert_eq!(new.version, old.version + 1, "{role}");
+        assert!(new.expires.0 > old.expires.0, "{role}");
+        assert_eq!(new.targets, old.targets, "{role}");
+    }
+    assert_eq!(after.targets.version, before.targets.version);
+    assert_eq!(f.lookup("app", "1.0").unwrap(), size("app", "1.0"));
+    // Only with the role's key.
+    fs::remove_file(f.keys().join("delegated/apps-1.key")).unwrap();
+    assert!(matches!(
+        repo.refresh_role(None, "apps", &[]),
+        Err(ServerError::RoleKeysMissing { .. })
+    ));
+}
