@@ -451,10 +451,7 @@ impl Repo {
             public.len()
         };
         if key_count == 0 || key_count > 64 {
-            return Err(ServerError::BadThreshold {
-                threshold: options.threshold,
-                keys: key_count,
-            });
+            return Err(ServerError::BadKeyCount { keys: key_count });
         }
         check_threshold(options.threshold, key_count)?;
         let bin_plan = match options.bins {
@@ -473,6 +470,11 @@ impl Repo {
                     delegator,
                 });
             }
+        }
+        if !public.is_empty() && current.delegated.contains_key(name) {
+            // The old metadata would be the role's content until the team
+            // publishes: the new team would inherit the old one's releases.
+            return Err(ServerError::RoleNameRetired { role: name.into() });
         }
         if options.parent != "targets" && current.delegators_of(&options.parent).is_empty() {
             return Err(ServerError::UnknownRole {

@@ -500,6 +500,17 @@ fn undelegating_revokes_a_team_and_keeps_the_snapshot_listing_it() {
         f.repo.undelegate(None, "team-a", &[]),
         Err(ServerError::UnknownRole { .. })
     ));
+    // Not to a team's public key: the old metadata would stay its content.
+    let o = DelegateOptions {
+        name: "team-a".into(),
+        paths: vec![TEAM_A.into()],
+        public_keys: vec![hex::encode([7u8; 32])],
+        ..DelegateOptions::default()
+    };
+    assert!(matches!(
+        f.repo.delegate(None, &o),
+        Err(ServerError::RoleNameRetired { .. })
+    ));
     // Delegated again with new keys: its versions go on from the old ones.
     f.delegate("team-a", &[TEAM_A], |_| {});
     let current = f.repo.current().unwrap();

@@ -71,6 +71,16 @@ pub enum ServerError {
         /// Who delegates it.
         delegator: String,
     },
+    /// A revoked role's name given again with only public keys: its old
+    /// metadata is still listed, and the tool cannot sign a fresh version.
+    #[error(
+        "role {role:?} was delegated before and its last metadata is still listed; delegate it \
+         again with keys the tool generates, or choose another name"
+    )]
+    RoleNameRetired {
+        /// The role.
+        role: String,
+    },
     /// A path pattern that can never match a release file.
     #[error(
         "path pattern {pattern:?} can never match a release: {reason}; release files are \
@@ -85,6 +95,12 @@ pub enum ServerError {
     /// A delegation needs at least one path pattern.
     #[error("give the paths the role is trusted for with --paths")]
     NoPaths,
+    /// A delegated role needs 1 to 64 keys.
+    #[error("a role needs 1 to 64 keys, not {keys}")]
+    BadKeyCount {
+        /// The number of keys asked for.
+        keys: usize,
+    },
     /// A threshold outside 1 to the number of keys.
     #[error("threshold {threshold} must be between 1 and the number of keys ({keys})")]
     BadThreshold {
