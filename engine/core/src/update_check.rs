@@ -6,7 +6,11 @@
 //!
 //! Endpoint: `POST <server>/service/update2/json?cup2key=<id>:<nonce>&cup2hreq=<hex>`.
 //! A release payload's TUF target path is
-//! `apps/<app id lower-case>/<version>/<package name>`.
+//! `apps/<app id lower-case>/<version>/<package name>`; the target given to
+//! [`agree`] comes from `Updater::get_target_info`, which walks the whole
+//! delegation graph with the search the reference server builds its
+//! catalog with (`tuf::search::find_target`), so a release a team signed in
+//! its delegated role agrees exactly when the server may offer it.
 
 use std::time::Duration;
 

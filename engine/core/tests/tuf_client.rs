@@ -873,3 +873,146 @@ fn delegated_targets_round_trip_through_json() {
         ["A", "B", "C"]
     );
 }
+
+/// `signed` metadata whose first signature appears twice in `signatures`.
+fn with_repeated_signature(bytes: &[u8]) -> Vec<u8> {
+    let mut doc: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    let sigs = doc["signatures"].as_array_mut().unwrap();
+    let first = sigs[0].clone();
+    sigs.push(first);
+    serde_json::to_vec(&doc).unwrap()
+}
+
+#[test]
+fn repeated_keyids_in_signatures_are_refused() {
+    // Top-level metadata: a timestamp whose one valid signature is listed
+    // twice. The threshold is met either way; the list itself is invalid.
+    let sim = Sim::new(true);
+    let dir = client(&sim);
+    refresh(&sim, dir.path()).unwrap();
+    {
+        let mut repo = sim.repo();
+        repo.bump_timestamp().unwrap();
+        let bytes = repo.published["timestamp"].last().unwrap().1.clone();
+        repo.overrides.insert(
+            "metadata/timestamp.json".into(),
+            with_repeated_signature(&bytes),
+        );
+    }
+    sim.take_log();
+    let err = refresh(&sim, dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, TufError::DuplicateSignature { file, .. } if file == "timestamp.json"),
+        "{err}"
+    );
+    assert_eq!(cached_version(dir.path(), "timestamp.json"), Some(1));
+
+    // Delegated metadata the same way.
+    let sim = delegated_sim(false);
+    {
+        let mut repo = sim.repo();
+        let bytes = repo.published["A"].last().unwrap().1.clone();
+        repo.overrides
+            .insert("metadata/1.A.json".into(), with_repeated_signature(&bytes));
+    }
+    let dir = client(&sim);
+    let mut u = refresh(&sim, dir.path()).unwrap();
+    let err = u.get_target_info("both.txt").unwrap_err();
+    assert!(matches!(err, TufError::DuplicateSignature { .. }), "{err}");
+    assert!(!dir.path().join("A.json").exists());
+
+    // And a trusted root given to `init`.
+    let sim = Sim::new(true);
+    let root = with_repeated_signature(sim.repo().initial_root().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let err = init_trusted_root(dir.path(), &root).unwrap_err();
+    assert!(matches!(err, TufError::DuplicateSignature { .. }), "{err}");
+}
+
+/// A diamond: targets delegates `a/*` to parent-a and `b/*` to parent-b;
+/// both delegate a role named `release` (parent-a for `a/*` with key KA,
+/// parent-b for `b/*` with key KB). `release` lists `a/x` and `b/y` and is
+/// signed by KA, plus KB when `signed_by_both`.
+fn diamond_sim(signed_by_both: bool) -> Sim {
+    let sim = Sim::new(true);
+    {
+        let mut repo = sim.repo();
+        let paths = |p: &str| Some(vec![p.to_owned()]);
+        repo.add_delegation("targets", "parent-a", false, paths("a/*"), None)
+            .unwrap();
+        repo.add_delegation("targets", "parent-b", false, paths("b/*"), None)
+            .unwrap();
+        repo.add_delegation("parent-a", "release", false, paths("a/*"), None)
+            .unwrap();
+        let ka = repo.signers["release"].clone();
+        repo.add_delegation("parent-b", "release", false, paths("b/*"), None)
+            .unwrap();
+        let kb = repo.signers["release"].clone();
+        let mut signers = ka;
+        if signed_by_both {
+            signers.extend(kb);
+        }
+        repo.signers.insert("release".into(), signers);
+        repo.add_target("release", "a/x", b"for a").unwrap();
+        repo.add_target("release", "b/y", b"for b").unwrap();
+        for r in ["parent-a", "parent-b", "release"] {
+            repo.publish_targets(r).unwrap();
+        }
+        repo.bump_targets("targets").unwrap();
+    }
+    sim
+}
+
+#[test]
+fn a_role_reached_through_two_delegators_is_verified_against_each() {
+    let sim = diamond_sim(false);
+    let dir = client(&sim);
+    let mut u = refresh(&sim, dir.path()).unwrap();
+    sim.take_log();
+    // Through parent-a, KA's signature is what counts.
+    u.get_target_info("a/x").unwrap();
+    assert_eq!(
+        sim.take_log(),
+        s(&["metadata/1.parent-a.json", "metadata/1.release.json"])
+    );
+    // Through parent-b the same file needs KB's: refused, although it was
+    // trusted a moment ago through parent-a. It is not fetched again.
+    let err = u.get_target_info("b/y").unwrap_err();
+    assert!(
+        matches!(&err, TufError::SignatureThreshold { role, .. } if role == "release"),
+        "{err}"
+    );
+    assert_eq!(sim.take_log(), s(&["metadata/1.parent-b.json"]));
+    // What parent-a delegates still resolves.
+    assert_eq!(u.get_target_info("a/x").unwrap().file.length, 5);
+    assert_eq!(sim.take_log(), Vec::<String>::new());
+
+    // A new client that starts with b/y refuses it too.
+    let dir = client(&sim);
+    let mut u = refresh(&sim, dir.path()).unwrap();
+    assert!(u.get_target_info("b/y").is_err());
+}
+
+#[test]
+fn a_role_signed_for_both_delegators_serves_both_paths_with_one_fetch() {
+    let sim = diamond_sim(true);
+    let dir = client(&sim);
+    let mut u = refresh(&sim, dir.path()).unwrap();
+    sim.take_log();
+    u.get_target_info("a/x").unwrap();
+    assert_eq!(u.get_target_info("b/y").unwrap().file.length, 5);
+    assert_eq!(
+        sim.take_log(),
+        s(&[
+            "metadata/1.parent-a.json",
+            "metadata/1.release.json",
+            "metadata/1.parent-b.json"
+        ])
+    );
+    // From the cache on the next run: no metadata beyond the top level.
+    let mut u = refresh(&sim, dir.path()).unwrap();
+    sim.take_log();
+    u.get_target_info("b/y").unwrap();
+    u.get_target_info("a/x").unwrap();
+    assert_eq!(sim.take_log(), Vec::<String>::new());
+}

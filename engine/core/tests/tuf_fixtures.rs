@@ -361,6 +361,22 @@ fn tough_root_files() {
     for case in &exp.root_json_files {
         let bytes = std::fs::read(tough_dir(&case.file)).unwrap();
         let parsed = Envelope::<Root>::from_bytes(&bytes, &case.file);
+        if repeats_a_signature_keyid(&bytes) {
+            // tough parses these and counts the key once ("must not count
+            // twice toward the threshold"); the specification requires the
+            // key ids of `signatures` to be unique, so upkeep refuses the
+            // document outright, before any threshold is counted.
+            assert_eq!(case.self_verify.as_deref(), Some("fails"), "{}", case.file);
+            let err = parsed.unwrap_err();
+            assert!(
+                matches!(err, TufError::DuplicateSignature { .. }),
+                "{}: {err}",
+                case.file
+            );
+            assert!(TrustedSet::new(&bytes, pinned()).is_err());
+            checked += 1;
+            continue;
+        }
         match case.parse.as_deref() {
             Some("fails") => {
                 assert!(parsed.is_err(), "{}: must not parse", case.file);
@@ -412,6 +428,17 @@ fn tough_root_files() {
     }
     println!("tough root.json files checked: {checked}");
     assert_eq!(checked, exp.root_json_files.len());
+}
+
+/// Whether a metadata document's `signatures` name one key id twice.
+fn repeats_a_signature_keyid(bytes: &[u8]) -> bool {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    let ids: Vec<&str> = doc["signatures"]
+        .as_array()
+        .map(|sigs| sigs.iter().filter_map(|s| s["keyid"].as_str()).collect())
+        .unwrap_or_default();
+    let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+    unique.len() != ids.len()
 }
 
 fn python_tuf(rel: &str) -> PathBuf {

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use upkeep_core::omaha::RequestApp;
-use upkeep_core::tuf::metadata::Targets;
+use upkeep_core::tuf::metadata::{TargetFile, Targets};
 use upkeep_core::version::Version;
 
 /// The first component of every release target path.
@@ -101,8 +101,17 @@ impl Catalog {
     /// Reads the releases from targets metadata. Targets without a valid
     /// `custom.upkeep` object are not releases and are skipped.
     pub fn from_targets(targets: &Targets) -> Catalog {
+        Catalog::from_files(&targets.targets)
+    }
+
+    /// Reads the releases from target files by path (for example those
+    /// found through a repository's delegations). Targets without a valid
+    /// `custom.upkeep` object are skipped.
+    pub fn from_files<'a>(
+        files: impl IntoIterator<Item = (&'a String, &'a TargetFile)>,
+    ) -> Catalog {
         let mut by_key: BTreeMap<(String, Version), Release> = BTreeMap::new();
-        for (path, file) in &targets.targets {
+        for (path, file) in files {
             let Some(custom) = file.custom.as_ref().and_then(|c| c.get("upkeep")) else {
                 continue;
             };

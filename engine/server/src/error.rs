@@ -48,6 +48,128 @@ pub enum ServerError {
     /// The repository's metadata is inconsistent.
     #[error("repository metadata: {0}")]
     Metadata(String),
+    /// A delegated role name that is not allowed.
+    #[error(
+        "invalid role name {name:?}: use 1 to 64 characters from a-z 0-9 . _ - starting with a \
+         letter or digit, other than root, targets, snapshot and timestamp"
+    )]
+    InvalidRoleName {
+        /// The name given.
+        name: String,
+    },
+    /// No delegated role of that name is reachable in the repository.
+    #[error("no role {role:?} is delegated in this repository (see `upkeep repo roles`)")]
+    UnknownRole {
+        /// The role asked for.
+        role: String,
+    },
+    /// A role of that name is already delegated.
+    #[error("role {role:?} is already delegated by {delegator:?}")]
+    RoleExists {
+        /// The role.
+        role: String,
+        /// Who delegates it.
+        delegator: String,
+    },
+    /// A revoked role's name given again with only public keys: its old
+    /// metadata is still listed, and the tool cannot sign a fresh version.
+    #[error(
+        "role {role:?} was delegated before and its last metadata is still listed; delegate it \
+         again with keys the tool generates, or choose another name"
+    )]
+    RoleNameRetired {
+        /// The role.
+        role: String,
+    },
+    /// A path pattern that can never match a release file.
+    #[error(
+        "path pattern {pattern:?} can never match a release: {reason}; release files are \
+         apps/<app id, lower case>/<version>/<file>, for example apps/org.team-a.*/*/*"
+    )]
+    PatternMatchesNoRelease {
+        /// The pattern.
+        pattern: String,
+        /// Why not.
+        reason: String,
+    },
+    /// A delegation needs at least one path pattern.
+    #[error("give the paths the role is trusted for with --paths")]
+    NoPaths,
+    /// A delegated role needs 1 to 64 keys.
+    #[error("a role needs 1 to 64 keys, not {keys}")]
+    BadKeyCount {
+        /// The number of keys asked for.
+        keys: usize,
+    },
+    /// A threshold outside 1 to the number of keys.
+    #[error("threshold {threshold} must be between 1 and the number of keys ({keys})")]
+    BadThreshold {
+        /// The threshold given.
+        threshold: u64,
+        /// The number of keys.
+        keys: usize,
+    },
+    /// A public key that is not 64 hex digits of an ed25519 key.
+    #[error("public key {key:?} is not an ed25519 public key (64 hex digits)")]
+    InvalidPublicKey {
+        /// The key given.
+        key: String,
+    },
+    /// A hashed bin count that is not a power of two from 2 to 4096.
+    #[error("--bins {bins}: give a power of two from 2 to 4096")]
+    InvalidBins {
+        /// The count given.
+        bins: u32,
+    },
+    /// Hashed bins are signed by the role's keys, which the tool must hold.
+    #[error(
+        "role {role:?}: hashed bins are signed with the role's own keys; create them with \
+         keys the repository tool generates (without --public-key)"
+    )]
+    BinsNeedRoleKeys {
+        /// The role.
+        role: String,
+    },
+    /// Fewer key files of a role than its threshold were found.
+    #[error(
+        "role {role:?}: {found} of its key(s) found, signing needs {threshold}; give them with \
+         --role-key or put them in the key directory as {hint}"
+    )]
+    RoleKeysMissing {
+        /// The role.
+        role: String,
+        /// How many usable keys were found.
+        found: usize,
+        /// How many are needed.
+        threshold: u64,
+        /// Where the tool looked.
+        hint: String,
+    },
+    /// A release path the role is not delegated (by every delegation on
+    /// the way from the top-level targets).
+    #[error(
+        "role {role:?} is not trusted for {path}: no delegation path from the top-level targets \
+         to it covers that release (see the --paths of the delegations)"
+    )]
+    PathNotDelegated {
+        /// The role.
+        role: String,
+        /// The target path.
+        path: String,
+    },
+    /// Clients would take a release path from another role, found first.
+    #[error(
+        "{path}: clients would take it from role {by:?}, which the search reaches before \
+         {role:?}; publish it there or change the order of delegations"
+    )]
+    ReleaseShadowed {
+        /// The target path.
+        path: String,
+        /// The role published to.
+        role: String,
+        /// The role clients would use.
+        by: String,
+    },
     /// The system random number generator failed.
     #[error("random number generator: {0}")]
     Random(String),

@@ -129,7 +129,7 @@ impl ServerState {
         if current.targets.expires.0 < OffsetDateTime::now_utc() {
             tracing::warn!("the targets metadata has expired; clients will refuse it");
         }
-        let catalog = Arc::new(Catalog::from_targets(&current.targets));
+        let catalog = Arc::new(current.catalog());
         if let Ok(mut cache) = self.cache.lock() {
             *cache = Some((stamp, catalog.clone()));
         }

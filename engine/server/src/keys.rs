@@ -5,6 +5,7 @@
 //!   `{"keytype": "ed25519", "scheme": "ed25519", "public": HEX, "seed": HEX}`,
 //!   where `seed` is the 32-byte secret seed and `public` the public key it
 //!   derives (checked on load).
+//! * Delegated roles' keys: `delegated/<role>-<i>.key`, same format.
 //! * The CUP key (NIST P-256): `cup.pem`, PKCS#8 PEM, and its public half
 //!   `cup.pub.pem`, SubjectPublicKeyInfo PEM.
 //!
@@ -33,6 +34,15 @@ pub fn role_key_file(role: &str, index: usize) -> String {
     } else {
         format!("{role}.key")
     }
+}
+
+/// The folder of the key directory holding delegated roles' keys.
+pub const DELEGATED_KEYS_DIR: &str = "delegated";
+
+/// The file of a delegated role's key, relative to the key directory:
+/// `delegated/<role>-<index>.key` (numbered from 1).
+pub fn delegated_key_file(role: &str, index: usize) -> std::path::PathBuf {
+    Path::new(DELEGATED_KEYS_DIR).join(format!("{role}-{index}.key"))
 }
 
 #[derive(Serialize, Deserialize)]

@@ -2,7 +2,13 @@
 //!
 //! * [`repo`] creates and edits a repository directory: keys, TUF metadata
 //!   (consistent snapshots, python-tuf's JSON format), target files and the
-//!   trust bundle a client pins (`client/`).
+//!   trust bundle a client pins (`client/`); [`publish`] is where every new
+//!   metadata version is signed and written.
+//! * [`delegation`] delegates trust to team roles: their keys, nested and
+//!   terminating delegations, hashed bins, revocation and rotation, and
+//!   publishing a release with only a team's key.
+//! * [`graph`] reads a repository's current metadata and delegation graph
+//!   and lists the releases a TUF client would accept from it.
 //! * [`decision`] reads releases from the signed targets metadata and
 //!   answers an Omaha update check from the request alone.
 //! * [`events`] stores the pings and events clients send ([`EventStore`],
@@ -17,12 +23,17 @@
 #![deny(missing_docs)]
 
 pub mod decision;
+pub mod delegation;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod graph;
 pub mod http;
 pub mod keys;
+pub mod publish;
 pub mod repo;
+#[cfg(test)]
+mod testutil;
 
 pub use error::ServerError;
 pub use events::{EventRecord, EventStore, SqliteEventStore};

@@ -7,6 +7,7 @@
 //!     1.root.json ...     every root version, and root.json (the newest)
 //!     N.targets.json      every targets version
 //!     N.snapshot.json     every snapshot version
+//!     N.<role>.json       every version of a delegated role (see `delegation`)
 //!     timestamp.json      the newest timestamp (written last: the commit point)
 //! DIR/targets/apps/<app>/<version>/<sha256>.<file>   the payload
 //! DIR/targets/apps/<app>/<version>/<file>            a hard link to it
@@ -23,18 +24,19 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use time::{Duration, OffsetDateTime};
-use upkeep_core::durable::write_atomic;
+use time::OffsetDateTime;
 use upkeep_core::tuf::metadata::{
-    Envelope, Expiry, MetaFile, Role, RoleKeys, Root, SPEC_VERSION, Snapshot, TOP_LEVEL_ROLES,
-    TargetFile, Targets, Timestamp, sign_metadata,
+    RoleKeys, Root, SPEC_VERSION, TOP_LEVEL_ROLES, TargetFile, sign_metadata,
 };
 use upkeep_core::tuf::{Ed25519Signer, Signer};
 use upkeep_core::version::Version;
 
 use crate::decision::{Catalog, release_dir};
 use crate::error::ServerError;
+pub use crate::graph::{Current, load_current};
 use crate::keys;
+pub use crate::publish::Published;
+use crate::publish::{Publication, create_new, expiry_in, staging, write};
 
 /// The settings file.
 pub const SETTINGS_FILE: &str = "repo.toml";
@@ -153,17 +155,6 @@ pub struct NewRelease {
     pub payloads: Vec<PathBuf>,
 }
 
-/// The metadata versions a publication produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Published {
-    /// The targets version now listed.
-    pub targets: u64,
-    /// The new snapshot version.
-    pub snapshot: u64,
-    /// The new timestamp version.
-    pub timestamp: u64,
-}
-
 /// What [`Repo::rotate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotated {
@@ -179,19 +170,6 @@ pub struct Rotated {
     pub retired: Vec<PathBuf>,
     /// The targets, snapshot and timestamp versions now published.
     pub published: Published,
-}
-
-/// The current (newest) metadata of a repository.
-#[derive(Debug, Clone)]
-pub struct Current {
-    /// The newest root.
-    pub root: Root,
-    /// The timestamp.
-    pub timestamp: Timestamp,
-    /// The snapshot the timestamp names.
-    pub snapshot: Snapshot,
-    /// The targets the snapshot names, signature-checked against the root.
-    pub targets: Targets,
 }
 
 /// An opened repository directory.
@@ -235,21 +213,6 @@ pub fn check_file_name(name: &str) -> Result<(), ServerError> {
         )));
     }
     Ok(())
-}
-
-fn expiry_in(days: u32) -> Expiry {
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or(OffsetDateTime::now_utc());
-    Expiry(now + Duration::days(i64::from(days)))
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, ServerError> {
-    fs::read(path).map_err(|e| ServerError::io(path, e))
-}
-
-fn write(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
-    write_atomic(path, bytes).map_err(|e| ServerError::io(path, e))
 }
 
 fn create_dir(path: &Path) -> Result<(), ServerError> {
@@ -369,39 +332,19 @@ impl Repo {
         write(&md.join("1.root.json"), &root_bytes)?;
         write(&md.join("root.json"), &root_bytes)?;
 
-        let mut targets = upkeep_core::tuf::repository::Repository::empty_targets(
-            expiry_in(settings.expiry_days.targets).0,
-        );
-        targets.version = 1;
-        let targets_bytes = sign_metadata(&targets, &[&role_signers["targets"] as &dyn Signer])?;
-        write(&md.join("1.targets.json"), &targets_bytes)?;
-        let snapshot = Snapshot {
-            type_: "snapshot".into(),
-            spec_version: SPEC_VERSION.into(),
-            version: 1,
-            expires: expiry_in(settings.expiry_days.snapshot),
-            meta: BTreeMap::from([(
-                "targets.json".to_owned(),
-                MetaFile::with_hashes(1, &targets_bytes),
-            )]),
-            unrecognized: BTreeMap::new(),
-        };
-        let snapshot_bytes = sign_metadata(&snapshot, &[&role_signers["snapshot"] as &dyn Signer])?;
-        write(&md.join("1.snapshot.json"), &snapshot_bytes)?;
-        let timestamp = Timestamp {
-            type_: "timestamp".into(),
-            spec_version: SPEC_VERSION.into(),
-            version: 1,
-            expires: expiry_in(settings.expiry_days.timestamp),
-            meta: BTreeMap::from([(
-                "snapshot.json".to_owned(),
-                MetaFile::with_hashes(1, &snapshot_bytes),
-            )]),
-            unrecognized: BTreeMap::new(),
-        };
-        let timestamp_bytes =
-            sign_metadata(&timestamp, &[&role_signers["timestamp"] as &dyn Signer])?;
-        write(&md.join("timestamp.json"), &timestamp_bytes)?;
+        let mut written = Vec::new();
+        let mut first = Publication::first(md.clone(), settings.expiry_days.clone());
+        first.stage_targets(
+            "targets",
+            upkeep_core::tuf::repository::Repository::empty_targets(OffsetDateTime::now_utc()),
+            &[&role_signers["targets"]],
+            &mut written,
+        )?;
+        first.publish(
+            &role_signers["snapshot"],
+            &role_signers["timestamp"],
+            &mut written,
+        )?;
 
         let client = dir.join(CLIENT_DIR);
         write(&client.join("root.json"), &root_bytes)?;
@@ -492,18 +435,22 @@ impl Repo {
             .unwrap_or_else(|| self.dir.join(KEYS_DIR))
     }
 
-    /// Reads the newest metadata and checks the targets signatures against
-    /// the newest root.
+    /// Reads the newest metadata (every delegated role the snapshot lists
+    /// included) and checks the top-level targets signatures against the
+    /// newest root.
     pub fn current(&self) -> Result<Current, ServerError> {
         load_current(&self.metadata_dir())
     }
 
-    /// The releases the current signed targets metadata lists.
+    /// The releases the current signed metadata offers: everything a TUF
+    /// client finds through the delegation graph ([`Current::catalog`]).
     pub fn catalog(&self) -> Result<Catalog, ServerError> {
-        Ok(Catalog::from_targets(&self.current()?.targets))
+        Ok(self.current()?.catalog())
     }
 
-    fn signer(
+    /// The key of top-level role `role` from `keys_dir`, checked against
+    /// `root`.
+    pub(crate) fn signer(
         &self,
         keys_dir: &Path,
         root: &Root,
@@ -523,105 +470,77 @@ impl Repo {
         Ok(signer)
     }
 
-    /// Publishes a release: copies the payloads into `targets/`, adds them
-    /// to the targets metadata and re-signs targets, snapshot and
-    /// timestamp. Until the new `timestamp.json` is in place the old
-    /// metadata stays current; a failure removes what was written.
+    /// Publishes a release in the top-level targets role: copies the
+    /// payloads into `targets/`, adds them to the targets metadata and
+    /// re-signs targets, snapshot and timestamp. Until the new
+    /// `timestamp.json` is in place the old metadata stays current; a
+    /// failure removes what was written. (A team publishes into its own
+    /// delegated role with [`Repo::add_to_role`].)
     pub fn add(
         &self,
         keys_dir: Option<&Path>,
         release: &NewRelease,
     ) -> Result<Published, ServerError> {
-        check_app_id(&release.app)?;
-        let version: Version = release.version.parse().map_err(|e| {
-            ServerError::Invalid(format!("invalid version {:?}: {e}", release.version))
-        })?;
-        if release.channel.chars().any(char::is_control) || release.channel.len() > 128 {
-            return Err(ServerError::Invalid(format!(
-                "invalid channel {:?}",
-                release.channel
-            )));
-        }
-        for (index, text) in &release.install_data {
-            check_install_data_index(index)?;
-            if text.len() > MAX_INSTALL_DATA_BYTES {
-                return Err(ServerError::Invalid(format!(
-                    "install data {index:?} has {} bytes; at most {MAX_INSTALL_DATA_BYTES} are allowed",
-                    text.len()
-                )));
-            }
-        }
-        if release.payloads.is_empty() {
-            return Err(ServerError::Invalid("no payload file given".into()));
-        }
-        let mut names = Vec::new();
-        for p in &release.payloads {
-            let name = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .ok_or_else(|| ServerError::Invalid(format!("{}: no file name", p.display())))?;
-            check_file_name(name)?;
-            if names.contains(&name) {
-                return Err(ServerError::Invalid(format!(
-                    "payload {name:?} given twice"
-                )));
-            }
-            names.push(name);
-        }
-
+        let prepared = prepare_release(release)?;
         let current = self.current()?;
         let keys_dir = self.keys_dir(keys_dir);
         let targets_signer = self.signer(&keys_dir, &current.root, "targets")?;
-        let snapshot_signer = self.signer(&keys_dir, &current.root, "snapshot")?;
-        let timestamp_signer = self.signer(&keys_dir, &current.root, "timestamp")?;
+        let (snapshot_signer, timestamp_signer) = self.online_signers(&keys_dir, &current.root)?;
+        prepared.check_unpublished(&current.catalog())?;
+        staging(|written| {
+            let mut new_targets = current.targets.clone();
+            new_targets
+                .targets
+                .extend(self.copy_release(&prepared, release, written)?);
+            let mut publication = self.publication(&current);
+            publication.stage_targets("targets", new_targets, &[&targets_signer], written)?;
+            publication.publish(&snapshot_signer, &timestamp_signer, written)
+        })
+    }
 
-        let catalog = Catalog::from_targets(&current.targets);
-        if let Some(existing) = catalog.find(&release.app, &version) {
-            return Err(ServerError::Invalid(format!(
-                "{} {} is already published (channel {:?}); publish a new version instead",
-                existing.app, existing.version, existing.channel
-            )));
-        }
-        let dir = release_dir(&release.app, &version);
-        let custom = serde_json::json!({ "upkeep": {
-            "app": release.app,
-            "version": version.to_string(),
-            "channel": release.channel,
-            "installer_args": release.installer_args,
-        }});
-        let mut custom = custom;
-        if !release.install_data.is_empty() {
-            custom["upkeep"]["install_data"] = serde_json::json!(release.install_data);
-        }
+    /// A publication on top of `current`, with this repository's
+    /// metadata lifetimes.
+    pub(crate) fn publication(&self, current: &Current) -> Publication {
+        Publication::new(
+            self.metadata_dir(),
+            self.settings.expiry_days.clone(),
+            &current.snapshot,
+            &current.timestamp,
+        )
+    }
 
-        let target_root = self.targets_dir();
-        let release_path = target_root.join(&dir);
+    /// The online keys, `snapshot.key` and `timestamp.key`, checked
+    /// against `root`.
+    pub(crate) fn online_signers(
+        &self,
+        keys_dir: &Path,
+        root: &Root,
+    ) -> Result<(Ed25519Signer, Ed25519Signer), ServerError> {
+        Ok((
+            self.signer(keys_dir, root, "snapshot")?,
+            self.signer(keys_dir, root, "timestamp")?,
+        ))
+    }
+
+    /// Copies a checked release's payloads into `targets/` and returns its
+    /// target files by path (recording the files written).
+    pub(crate) fn copy_release(
+        &self,
+        prepared: &PreparedRelease,
+        release: &NewRelease,
+        written: &mut Vec<PathBuf>,
+    ) -> Result<Vec<(String, TargetFile)>, ServerError> {
+        let release_path = self.targets_dir().join(&prepared.dir);
         create_dir(&release_path)?;
-        let mut new_targets = current.targets.clone();
-        let mut written: Vec<PathBuf> = Vec::new();
-        let result = (|| {
-            for (payload, name) in release.payloads.iter().zip(&names) {
-                let (file, hashed, plain) = copy_payload(payload, &release_path, name)?;
-                written.push(hashed);
-                written.push(plain);
-                let mut file = file;
-                file.custom = Some(custom.clone());
-                new_targets.targets.insert(format!("{dir}/{name}"), file);
-            }
-            self.publish(
-                &current,
-                Some((new_targets, &targets_signer)),
-                &snapshot_signer,
-                &timestamp_signer,
-                &mut written,
-            )
-        })();
-        if result.is_err() {
-            for p in written.iter().rev() {
-                let _ = fs::remove_file(p);
-            }
+        let mut files = Vec::new();
+        for (payload, name) in release.payloads.iter().zip(&prepared.names) {
+            let (mut file, hashed, plain) = copy_payload(payload, &release_path, name)?;
+            written.push(hashed);
+            written.push(plain);
+            file.custom = Some(prepared.custom.clone());
+            files.push((prepared.target_path(name), file));
         }
-        result
+        Ok(files)
     }
 
     /// Re-signs snapshot and timestamp with fresh expiry dates (needs only
@@ -629,22 +548,11 @@ impl Repo {
     pub fn refresh(&self, keys_dir: Option<&Path>) -> Result<Published, ServerError> {
         let current = self.current()?;
         let keys_dir = self.keys_dir(keys_dir);
-        let snapshot_signer = self.signer(&keys_dir, &current.root, "snapshot")?;
-        let timestamp_signer = self.signer(&keys_dir, &current.root, "timestamp")?;
-        let mut written = Vec::new();
-        let result = self.publish(
-            &current,
-            None,
-            &snapshot_signer,
-            &timestamp_signer,
-            &mut written,
-        );
-        if result.is_err() {
-            for p in written.iter().rev() {
-                let _ = fs::remove_file(p);
-            }
-        }
-        result
+        let (snapshot_signer, timestamp_signer) = self.online_signers(&keys_dir, &current.root)?;
+        staging(|written| {
+            self.publication(&current)
+                .publish(&snapshot_signer, &timestamp_signer, written)
+        })
     }
 
     /// Rotates the key of a top-level role (`root`, `targets`, `snapshot`
@@ -797,20 +705,23 @@ impl Repo {
 
             // New targets (re-signed with a new targets key), snapshot, timestamp.
             let new_signer = |r: &str| (role == r).then(|| &new_signers[0]);
-            let targets = new_signer("targets").map(|s| (current.targets.clone(), s));
             let snapshot_signer = new_signer("snapshot")
                 .or(snapshot_signer.as_ref())
                 .ok_or_else(|| ServerError::Metadata("no snapshot key".into()))?;
             let timestamp_signer = new_signer("timestamp")
                 .or(timestamp_signer.as_ref())
                 .ok_or_else(|| ServerError::Metadata("no timestamp key".into()))?;
-            let (published, timestamp_bytes) = self.stage(
-                &current,
-                targets,
-                snapshot_signer,
-                timestamp_signer,
-                &mut written,
-            )?;
+            let mut publication = self.publication(&current);
+            if let Some(signer) = new_signer("targets") {
+                publication.stage_targets(
+                    "targets",
+                    current.targets.clone(),
+                    &[signer],
+                    &mut written,
+                )?;
+            }
+            let (published, timestamp_bytes) =
+                publication.seal(snapshot_signer, timestamp_signer, &mut written)?;
 
             // Key files: the old ones retired, the new ones in place.
             if !old_files.is_empty() {
@@ -868,77 +779,93 @@ impl Repo {
         }
         result
     }
+}
 
-    fn publish(
-        &self,
-        current: &Current,
-        targets: Option<(Targets, &Ed25519Signer)>,
-        snapshot_signer: &Ed25519Signer,
-        timestamp_signer: &Ed25519Signer,
-        written: &mut Vec<PathBuf>,
-    ) -> Result<Published, ServerError> {
-        let (published, timestamp_bytes) =
-            self.stage(current, targets, snapshot_signer, timestamp_signer, written)?;
-        // The commit point: clients and servers see the new release from here.
-        write(
-            &self.metadata_dir().join("timestamp.json"),
-            &timestamp_bytes,
-        )?;
-        written.clear();
-        Ok(published)
+/// A release checked by [`prepare_release`]: its version, target
+/// directory, payload file names and signed custom data.
+#[derive(Debug, Clone)]
+pub(crate) struct PreparedRelease {
+    pub(crate) app: String,
+    pub(crate) version: Version,
+    pub(crate) dir: String,
+    pub(crate) names: Vec<String>,
+    pub(crate) custom: serde_json::Value,
+}
+
+impl PreparedRelease {
+    /// The TUF target path of payload `name`.
+    pub(crate) fn target_path(&self, name: &str) -> String {
+        format!("{}/{name}", self.dir)
     }
 
-    /// Writes the new versioned targets (when given) and snapshot files and
-    /// returns the signed timestamp that would publish them, without
-    /// writing it.
-    fn stage(
-        &self,
-        current: &Current,
-        targets: Option<(Targets, &Ed25519Signer)>,
-        snapshot_signer: &Ed25519Signer,
-        timestamp_signer: &Ed25519Signer,
-        written: &mut Vec<PathBuf>,
-    ) -> Result<(Published, Vec<u8>), ServerError> {
-        let md = self.metadata_dir();
-        let days = &self.settings.expiry_days;
-        let mut snapshot = current.snapshot.clone();
-        let mut targets_version = current.targets.version;
-        if let Some((mut t, signer)) = targets {
-            t.version = current.targets.version + 1;
-            t.expires = expiry_in(days.targets);
-            let bytes = sign_metadata(&t, &[signer as &dyn Signer])?;
-            let path = md.join(format!("{}.targets.json", t.version));
-            create_new(&path, &bytes)?;
-            written.push(path);
-            snapshot.meta.insert(
-                "targets.json".into(),
-                MetaFile::with_hashes(t.version, &bytes),
-            );
-            targets_version = t.version;
+    /// Refuses a release whose app and version `catalog` already offers.
+    pub(crate) fn check_unpublished(&self, catalog: &Catalog) -> Result<(), ServerError> {
+        if let Some(existing) = catalog.find(&self.app, &self.version) {
+            return Err(ServerError::Invalid(format!(
+                "{} {} is already published (channel {:?}); publish a new version instead",
+                existing.app, existing.version, existing.channel
+            )));
         }
-        snapshot.version += 1;
-        snapshot.expires = expiry_in(days.snapshot);
-        let snapshot_bytes = sign_metadata(&snapshot, &[snapshot_signer as &dyn Signer])?;
-        let path = md.join(format!("{}.snapshot.json", snapshot.version));
-        create_new(&path, &snapshot_bytes)?;
-        written.push(path);
-        let mut timestamp = current.timestamp.clone();
-        timestamp.version += 1;
-        timestamp.expires = expiry_in(days.timestamp);
-        timestamp.meta.insert(
-            "snapshot.json".into(),
-            MetaFile::with_hashes(snapshot.version, &snapshot_bytes),
-        );
-        let timestamp_bytes = sign_metadata(&timestamp, &[timestamp_signer as &dyn Signer])?;
-        Ok((
-            Published {
-                targets: targets_version,
-                snapshot: snapshot.version,
-                timestamp: timestamp.version,
-            },
-            timestamp_bytes,
-        ))
+        Ok(())
     }
+}
+
+/// Checks a release (app id, version, channel, install data, payload
+/// names) before anything is read or written.
+pub(crate) fn prepare_release(release: &NewRelease) -> Result<PreparedRelease, ServerError> {
+    check_app_id(&release.app)?;
+    let version: Version = release
+        .version
+        .parse()
+        .map_err(|e| ServerError::Invalid(format!("invalid version {:?}: {e}", release.version)))?;
+    if release.channel.chars().any(char::is_control) || release.channel.len() > 128 {
+        return Err(ServerError::Invalid(format!(
+            "invalid channel {:?}",
+            release.channel
+        )));
+    }
+    for (index, text) in &release.install_data {
+        check_install_data_index(index)?;
+        if text.len() > MAX_INSTALL_DATA_BYTES {
+            return Err(ServerError::Invalid(format!(
+                "install data {index:?} has {} bytes; at most {MAX_INSTALL_DATA_BYTES} are allowed",
+                text.len()
+            )));
+        }
+    }
+    if release.payloads.is_empty() {
+        return Err(ServerError::Invalid("no payload file given".into()));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for p in &release.payloads {
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| ServerError::Invalid(format!("{}: no file name", p.display())))?;
+        check_file_name(name)?;
+        if names.iter().any(|n| n == name) {
+            return Err(ServerError::Invalid(format!(
+                "payload {name:?} given twice"
+            )));
+        }
+        names.push(name.to_owned());
+    }
+    let mut custom = serde_json::json!({ "upkeep": {
+        "app": release.app,
+        "version": version.to_string(),
+        "channel": release.channel,
+        "installer_args": release.installer_args,
+    }});
+    if !release.install_data.is_empty() {
+        custom["upkeep"]["install_data"] = serde_json::json!(release.install_data);
+    }
+    Ok(PreparedRelease {
+        app: release.app.clone(),
+        dir: release_dir(&release.app, &version),
+        version,
+        names,
+        custom,
+    })
 }
 
 /// Checks that a public URL is an absolute http(s) URL without query or
@@ -955,17 +882,6 @@ pub fn check_public_url(url: &str) -> Result<(), ServerError> {
         )));
     }
     Ok(())
-}
-
-/// Writes a new versioned metadata file; an existing one is never replaced.
-fn create_new(path: &Path, bytes: &[u8]) -> Result<(), ServerError> {
-    if path.exists() {
-        return Err(ServerError::Metadata(format!(
-            "{} already exists; is another publication running?",
-            path.display()
-        )));
-    }
-    write(path, bytes)
 }
 
 /// Copies `source` into `dir` as `<sha256>.<name>` (hashing while copying,
@@ -1030,74 +946,12 @@ fn copy_payload(
     Ok((file, hashed, plain))
 }
 
-fn parse<T: Role>(md: &Path, name: &str) -> Result<(Envelope<T>, Vec<u8>), ServerError> {
-    let bytes = read(&md.join(name))?;
-    Ok((Envelope::<T>::from_bytes(&bytes, name)?, bytes))
-}
-
-/// Reads the newest metadata in `md` (`root.json`, `timestamp.json`, the
-/// snapshot and targets versions it names), checking each against the
-/// hashes listed for it and the targets signatures against the root.
-pub fn load_current(md: &Path) -> Result<Current, ServerError> {
-    let (root, _) = parse::<Root>(md, "root.json")?;
-    let (timestamp, _) = parse::<Timestamp>(md, "timestamp.json")?;
-    let snapshot_meta = timestamp
-        .signed
-        .snapshot_meta()
-        .ok_or_else(|| ServerError::Metadata("timestamp lists no snapshot".into()))?;
-    let name = format!("{}.snapshot.json", snapshot_meta.version);
-    let (snapshot, bytes) = parse::<Snapshot>(md, &name)?;
-    snapshot_meta.verify(&name, &bytes)?;
-    let targets_meta = snapshot
-        .signed
-        .meta
-        .get("targets.json")
-        .ok_or_else(|| ServerError::Metadata(format!("{name} lists no targets.json")))?;
-    let name = format!("{}.targets.json", targets_meta.version);
-    let (targets, bytes) = parse::<Targets>(md, &name)?;
-    targets_meta.verify(&name, &bytes)?;
-    let role = root
-        .signed
-        .role("targets")
-        .ok_or_else(|| ServerError::Metadata("root has no targets role".into()))?;
-    targets.verify(&root.signed.keys, role, "targets", &name)?;
-    Ok(Current {
-        root: root.signed,
-        timestamp: timestamp.signed,
-        snapshot: snapshot.signed,
-        targets: targets.signed,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use upkeep_core::tuf::{FetchError, SystemClock, Transport, Updater, UpdaterConfig};
-
-    /// Serves a repository directory the way `/tuf/` and `/targets/` do.
-    struct DirTransport(PathBuf);
-
-    impl Transport for DirTransport {
-        fn fetch(&self, url: &str, max_len: u64) -> Result<Vec<u8>, FetchError> {
-            let rel = url.strip_prefix("repo://").ok_or(FetchError::NotFound)?;
-            let rel = rel.replacen("tuf/", "metadata/", 1);
-            let rel = percent_encoding::percent_decode_str(&rel)
-                .decode_utf8()
-                .map_err(|e| FetchError::Other(e.to_string()))?
-                .into_owned();
-            match fs::read(self.0.join(rel)) {
-                Ok(b) if b.len() as u64 > max_len => Err(FetchError::TooLong { max_len }),
-                Ok(b) => Ok(b),
-                Err(_) => Err(FetchError::NotFound),
-            }
-        }
-    }
-
-    fn payload(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
-        let p = dir.join(name);
-        fs::write(&p, content).unwrap();
-        p
-    }
+    use crate::testutil::{DirTransport, client, payload, release};
+    use upkeep_core::tuf::metadata::{Envelope, Targets};
+    use upkeep_core::tuf::{SystemClock, Updater, UpdaterConfig};
 
     #[test]
     fn init_add_and_the_tuf_client_accepts_the_result() {
@@ -1314,32 +1168,6 @@ mod tests {
         assert!(bad.is_err());
     }
 
-    /// A client whose trusted metadata lives in `md`, pinned to `root`.
-    fn client(md: &Path, root: &[u8], repo: &Path) -> Updater<DirTransport, SystemClock> {
-        if !md.join("root.json").exists() {
-            upkeep_core::tuf::init_trusted_root(md, root).unwrap();
-        }
-        Updater::new(
-            md,
-            "repo://tuf/",
-            DirTransport(repo.to_path_buf()),
-            SystemClock,
-            UpdaterConfig::default(),
-        )
-        .unwrap()
-    }
-
-    fn release(app: &str, version: &str, payload: PathBuf) -> NewRelease {
-        NewRelease {
-            app: app.into(),
-            version: version.into(),
-            channel: String::new(),
-            installer_args: vec![],
-            install_data: BTreeMap::new(),
-            payloads: vec![payload],
-        }
-    }
-
     #[test]
     fn rotating_each_role_keeps_clients_pinned_to_the_first_root_working() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1473,14 +1301,13 @@ mod tests {
         let file = current.targets.targets["apps/app/1.0/app.bin"].clone();
         evil.targets.insert("apps/app/6.6/app.bin".into(), file);
         let mut written = Vec::new();
-        repo.publish(
-            &current,
-            Some((evil, &retired)),
-            &snapshot,
-            &timestamp,
-            &mut written,
-        )
-        .unwrap();
+        let mut publication = repo.publication(&current);
+        publication
+            .stage_targets("targets", evil, &[&retired], &mut written)
+            .unwrap();
+        publication
+            .publish(&snapshot, &timestamp, &mut written)
+            .unwrap();
 
         for md in [steady_md, tmp.path().join("fresh")] {
             let mut c = client(&md, &pinned, &dir);

@@ -140,6 +140,28 @@ pub enum TufError {
         /// What was wrong.
         reason: String,
     },
+    /// Two entries of a metadata file's `signatures` name the same key id
+    /// (the specification requires them to be unique).
+    #[error("{file}: key {keyid} appears more than once in signatures")]
+    DuplicateSignature {
+        /// The file whose signatures were read.
+        file: String,
+        /// The repeated key id.
+        keyid: String,
+    },
+    /// A delegated role reached through a second delegator is not the same
+    /// metadata as the copy already trusted through the first.
+    #[error(
+        "delegation {role:?}: the copy offered through {delegator:?} differs from the one trusted through {trusted_via:?}"
+    )]
+    ConflictingRoleMetadata {
+        /// The delegated role.
+        role: String,
+        /// The delegator of the path being walked.
+        delegator: String,
+        /// A delegator through which the role is already trusted.
+        trusted_via: String,
+    },
     /// A role that the trusted metadata does not know.
     #[error("unknown role {role:?}: {reason}")]
     UnknownRole {

@@ -492,17 +492,30 @@ pub struct DelegatedRole {
 impl DelegatedRole {
     /// Whether `target` falls within this role's paths.
     pub fn matches(&self, target: &str) -> bool {
+        self.matches_hashed(target, &target_path_hash(target))
+    }
+
+    /// [`DelegatedRole::matches`] with the hex SHA-256 of `target` already
+    /// computed (a role with many hashed bins checks every bin).
+    pub fn matches_hashed(&self, target: &str, target_hash: &str) -> bool {
         if let Some(patterns) = &self.paths {
             return patterns.iter().any(|p| path_matches(p, target));
         }
         if let Some(prefixes) = &self.path_hash_prefixes {
-            let h = hex::encode(Sha256::digest(target.as_bytes()));
-            return prefixes
-                .iter()
-                .any(|p| h.starts_with(&p.to_ascii_lowercase()));
+            let hash = target_hash.as_bytes();
+            return prefixes.iter().any(|p| {
+                hash.get(..p.len())
+                    .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
+            });
         }
         false
     }
+}
+
+/// The lower-case hex SHA-256 of a target path, which hashed bin
+/// delegations (`path_hash_prefixes`) match against.
+pub fn target_path_hash(target: &str) -> String {
+    hex::encode(Sha256::digest(target.as_bytes()))
 }
 
 /// Shell-style matching per `/`-separated component: `*` matches any run
@@ -658,9 +671,10 @@ impl Delegations {
     /// The delegated roles trusted for `target`, in order.
     pub fn roles_for_target(&self, target: &str) -> Vec<RoleToVisit> {
         if let Some(roles) = &self.roles {
+            let hash = target_path_hash(target);
             return roles
                 .iter()
-                .filter(|r| r.matches(target))
+                .filter(|r| r.matches_hashed(target, &hash))
                 .map(|r| RoleToVisit {
                     name: r.name.clone(),
                     keyids: r.keyids.clone(),
@@ -678,6 +692,25 @@ impl Delegations {
             }];
         }
         Vec::new()
+    }
+
+    /// Verifies that `env`, the metadata of delegated role `role`, is signed
+    /// by a threshold of the keys this delegation gives it. `delegator`
+    /// and `file` name the failure.
+    pub fn verify_delegated(
+        &self,
+        env: &Envelope<Targets>,
+        role: &str,
+        delegator: &str,
+        file: &str,
+    ) -> Result<(), TufError> {
+        let keys = self
+            .role_keys(role)
+            .ok_or_else(|| TufError::BadDelegation {
+                role: role.into(),
+                reason: format!("not delegated by {delegator:?}"),
+            })?;
+        env.verify(&self.keys, &keys, role, file)
     }
 
     /// The keys and threshold of delegated role `name`, if delegated here.
@@ -818,6 +851,15 @@ impl<T: Role> Envelope<T> {
         }
         let signatures: Vec<Signature> = serde_json::from_value(sigs_v)
             .map_err(|e| TufError::malformed(file, format!("signatures: {e}")))?;
+        let mut seen = BTreeSet::new();
+        for sig in &signatures {
+            if !seen.insert(sig.keyid.as_str()) {
+                return Err(TufError::DuplicateSignature {
+                    file: file.into(),
+                    keyid: sig.keyid.clone(),
+                });
+            }
+        }
         let canonical = cjson::to_canonical(&signed_v).map_err(|e| TufError::malformed(file, e))?;
         let signed: T =
             serde_json::from_value(signed_v).map_err(|e| TufError::malformed(file, e))?;
@@ -909,6 +951,28 @@ mod tests {
         assert!(!path_matches("file[!1-3].txt", "file2.txt"));
         assert!(path_matches("*", "nonexistent artifact"));
         assert!(!path_matches("a", "b"));
+    }
+
+    #[test]
+    fn hash_prefixes_match_the_target_hash_in_either_case() {
+        let target = "apps/app/1.0/app.bin";
+        let hash = target_path_hash(target);
+        let role = |prefixes: &[&str]| DelegatedRole {
+            name: "bin".into(),
+            keyids: vec![],
+            threshold: 1,
+            terminating: true,
+            paths: None,
+            path_hash_prefixes: Some(prefixes.iter().map(|p| (*p).to_owned()).collect()),
+            unrecognized: BTreeMap::new(),
+        };
+        assert!(role(&[&hash[..2]]).matches(target));
+        assert!(role(&["zz", &hash[..3].to_ascii_uppercase()]).matches(target));
+        assert!(role(&[""]).matches(target));
+        assert!(!role(&[&format!("{hash}0")]).matches(target));
+        assert!(!role(&["é"]).matches(target));
+        let other = if hash.starts_with('0') { "1" } else { "0" };
+        assert!(!role(&[other]).matches(target));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod error;
 pub mod keys;
 pub mod metadata;
 pub mod repository;
+pub mod search;
 pub mod transport;
 pub mod trusted;
 pub mod updater;
@@ -29,6 +30,7 @@ pub use metadata::{
     DelegatedRole, Delegations, Envelope, Expiry, MetaFile, RoleKeys, Root, Snapshot, TargetFile,
     Targets, Timestamp, sign_metadata,
 };
+pub use search::{Found, RoleSource, find_target};
 pub use transport::{Clock, FetchError, FixedClock, SystemClock, Transport};
 pub use trusted::TrustedSet;
 pub use updater::{

@@ -4,7 +4,7 @@
 //! Every update method either accepts the new metadata or refuses it with a
 //! [`TufError`] naming the attack; it never touches the network or the disk.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use time::OffsetDateTime;
 
@@ -22,6 +22,9 @@ pub struct TrustedSet {
     timestamp: Option<Timestamp>,
     snapshot: Option<Snapshot>,
     targets: BTreeMap<String, Targets>,
+    /// Every (delegator, role) pair a role's metadata was verified for: a
+    /// role reached through two delegators is checked against each.
+    verified: BTreeSet<(String, String)>,
 }
 
 /// What [`TrustedSet::update_timestamp`] did.
@@ -59,6 +62,7 @@ impl TrustedSet {
             timestamp: None,
             snapshot: None,
             targets: BTreeMap::new(),
+            verified: BTreeSet::new(),
         })
     }
 
@@ -82,9 +86,19 @@ impl TrustedSet {
         self.snapshot.as_ref()
     }
 
-    /// The trusted targets metadata of `role` (`targets` or a delegated role).
+    /// The trusted targets metadata of `role` (`targets` or a delegated role),
+    /// trusted through at least one delegator.
     pub fn targets(&self, role: &str) -> Option<&Targets> {
         self.targets.get(role)
+    }
+
+    /// Whether `role`'s metadata was verified against the keys `delegator`
+    /// gives it (`root` for the top-level targets). A role delegated by
+    /// several roles must be verified through the delegator of each path
+    /// before that path may use it.
+    pub fn is_trusted_via(&self, role: &str, delegator: &str) -> bool {
+        self.verified
+            .contains(&(delegator.to_owned(), role.to_owned()))
     }
 
     /// Rotates to the next root (5.3.4–5.3.8): signed by a threshold of the
@@ -270,6 +284,10 @@ impl TrustedSet {
     /// Updates the top-level targets (`delegator` = `root`) or a delegated
     /// targets role (5.6): length, hashes and version must be those listed in
     /// the snapshot, signatures those of the delegating role, not expired.
+    ///
+    /// A role already trusted through another delegator is verified again
+    /// against `delegator`'s keys, and must be the same metadata: trust in a
+    /// role never carries over from one delegation path to another.
     pub fn update_targets(
         &mut self,
         bytes: &[u8],
@@ -313,13 +331,7 @@ impl TrustedSet {
                         role: role.into(),
                         reason: format!("{delegator:?} has no delegations"),
                     })?;
-            let keys = delegations
-                .role_keys(role)
-                .ok_or_else(|| TufError::BadDelegation {
-                    role: role.into(),
-                    reason: format!("not delegated by {delegator:?}"),
-                })?;
-            env.verify(&delegations.keys, &keys, role, file)?;
+            delegations.verify_delegated(&env, role, delegator, file)?;
         }
         if env.signed.version != meta.version {
             return Err(TufError::VersionMismatch {
@@ -329,7 +341,24 @@ impl TrustedSet {
             });
         }
         check_expiry(env.signed.expires, self.now, file)?;
+        if let Some(trusted) = self.targets.get(role)
+            && *trusted != env.signed
+        {
+            let trusted_via = self
+                .verified
+                .iter()
+                .find(|(_, r)| r == role)
+                .map(|(d, _)| d.clone())
+                .unwrap_or_default();
+            return Err(TufError::ConflictingRoleMetadata {
+                role: role.into(),
+                delegator: delegator.into(),
+                trusted_via,
+            });
+        }
         self.targets.insert(role.to_owned(), env.signed);
+        self.verified
+            .insert((delegator.to_owned(), role.to_owned()));
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! `timestamp.json`, `snapshot.json`, `targets.json`, `ROLE.json` with the
 //! role name percent-encoded), every file written atomically.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -11,7 +12,8 @@ use time::OffsetDateTime;
 
 use crate::durable::write_atomic;
 use crate::tuf::error::TufError;
-use crate::tuf::metadata::{Root, TargetFile, format_time, parse_time};
+use crate::tuf::metadata::{Root, TargetFile, Targets, format_time, parse_time};
+use crate::tuf::search::{RoleSource, find_target};
 use crate::tuf::transport::{Clock, FetchError, Transport};
 use crate::tuf::trusted::{TimestampUpdate, TrustedSet};
 
@@ -103,6 +105,25 @@ pub struct Updater<T, C> {
     clock: C,
     config: UpdaterConfig,
     trusted: TrustedSet,
+    /// The bytes of every targets role trusted so far, by role name.
+    accepted: BTreeMap<String, Vec<u8>>,
+}
+
+/// The updater as the search's [`RoleSource`]: fetching and verifying as it
+/// goes.
+struct Fetching<'a, T, C>(&'a mut Updater<T, C>);
+
+impl<T: Transport, C: Clock> RoleSource for Fetching<'_, T, C> {
+    fn load(&mut self, role: &str, delegator: &str) -> Result<&Targets, TufError> {
+        self.0.load_targets(role, delegator)?;
+        self.0
+            .trusted
+            .targets(role)
+            .ok_or_else(|| TufError::UnknownRole {
+                role: role.into(),
+                reason: "not loaded".into(),
+            })
+    }
 }
 
 fn with_slash(url: &str) -> String {
@@ -142,6 +163,7 @@ impl<T: Transport, C: Clock> Updater<T, C> {
             clock,
             config,
             trusted,
+            accepted: BTreeMap::new(),
         })
     }
 
@@ -283,11 +305,17 @@ impl<T: Transport, C: Clock> Updater<T, C> {
     }
 
     fn load_targets(&mut self, role: &str, delegator: &str) -> Result<(), TufError> {
-        if self.trusted.targets(role).is_some() {
+        if self.trusted.is_trusted_via(role, delegator) {
             return Ok(());
         }
         let encoded = encode_role(role);
         let local_name = format!("{encoded}.json");
+        if let Some(bytes) = self.accepted.get(role) {
+            // Trusted through another delegator: the same bytes must
+            // verify against this one's keys too; nothing is fetched.
+            let file = format!("{local_name} (through {delegator:?})");
+            return self.trusted.update_targets(bytes, role, delegator, &file);
+        }
         if let Some(local) = self.read_local(&local_name) {
             match self.trusted.update_targets(
                 &local,
@@ -295,7 +323,10 @@ impl<T: Transport, C: Clock> Updater<T, C> {
                 delegator,
                 &format!("{local_name} (cached)"),
             ) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.accepted.insert(role.to_owned(), local);
+                    return Ok(());
+                }
                 Err(e) => tracing::debug!(role, error = %e, "cached targets not usable"),
             }
         }
@@ -318,13 +349,18 @@ impl<T: Transport, C: Clock> Updater<T, C> {
         let bytes = self.fetch(&url, max, &file)?;
         self.trusted
             .update_targets(&bytes, role, delegator, &file)?;
-        self.persist(&local_name, &bytes)
+        self.persist(&local_name, &bytes)?;
+        self.accepted.insert(role.to_owned(), bytes);
+        Ok(())
     }
 
     /// Looks `target_path` up: a pre-order depth-first search of the
-    /// delegation graph from the top-level targets, honouring order,
-    /// terminating delegations, path patterns and hash prefixes. Delegated
-    /// metadata is fetched (and cached) as the search reaches it.
+    /// delegation graph from the top-level targets
+    /// ([`crate::tuf::search::find_target`]), honouring order, terminating
+    /// delegations, path patterns and hash prefixes. Delegated metadata is
+    /// fetched (and cached) as the search reaches it, and verified against
+    /// the delegator of the path being walked; a role reached again through
+    /// another delegator is verified again without a second fetch.
     /// [`Updater::refresh`] must have succeeded first.
     pub fn get_target_info(&mut self, target_path: &str) -> Result<TargetInfo, TufError> {
         if self.trusted.targets("targets").is_none() {
@@ -333,50 +369,16 @@ impl<T: Transport, C: Clock> Updater<T, C> {
                 reason: "refresh first".into(),
             });
         }
-        let mut to_visit: Vec<(String, String)> = vec![("targets".into(), "root".into())];
-        let mut visited: Vec<String> = Vec::new();
-        while let Some((role, parent)) = to_visit.pop() {
-            if visited.len() > self.config.max_delegations {
-                tracing::warn!(
-                    max = self.config.max_delegations,
-                    "too many delegations visited"
-                );
-                break;
-            }
-            if visited.contains(&role) {
-                continue;
-            }
-            self.load_targets(&role, &parent)?;
-            let Some(targets) = self.trusted.targets(&role) else {
-                return Err(TufError::UnknownRole {
-                    role,
-                    reason: "not loaded".into(),
-                });
-            };
-            if let Some(file) = targets.targets.get(target_path) {
-                return Ok(TargetInfo {
-                    path: target_path.to_owned(),
-                    file: file.clone(),
-                });
-            }
-            visited.push(role.clone());
-            if let Some(d) = &targets.delegations {
-                let mut children = Vec::new();
-                for child in d.roles_for_target(target_path) {
-                    let terminating = child.terminating;
-                    children.push((child.name, role.clone()));
-                    if terminating {
-                        to_visit.clear();
-                        break;
-                    }
-                }
-                children.reverse();
-                to_visit.extend(children);
-            }
+        let max = self.config.max_delegations;
+        match find_target(&mut Fetching(self), target_path, max)? {
+            Some(found) => Ok(TargetInfo {
+                path: target_path.to_owned(),
+                file: found.file,
+            }),
+            None => Err(TufError::TargetNotFound {
+                path: target_path.to_owned(),
+            }),
         }
-        Err(TufError::TargetNotFound {
-            path: target_path.to_owned(),
-        })
     }
 
     /// Whether `local` already holds the verified content of `info`.
