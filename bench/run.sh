@@ -2,7 +2,8 @@
 # Runs the benchmarks. Each prints its figures next to a baseline measured
 # in the same run, so the ratios hold whatever machine runs them.
 #
-#   bench/run.sh          the quick ones: plugin load and call costs
+#   bench/run.sh          the quick ones: plugin load and call costs, the
+#                         daemon and its IPC path (bench/ipc.sh)
 #   bench/run.sh --all    also the end-to-end update of a 256 MiB payload
 #                         (bench/update_256mib.sh; a few minutes, ~1 GiB of
 #                         temporary disk)
@@ -20,6 +21,7 @@ done
 
 scripts/build-plugins.sh exists-path >/dev/null
 cargo bench -p upkeep-plugin-host --bench plugin_call
+bench/ipc.sh
 if $all; then
     bench/update_256mib.sh
 fi

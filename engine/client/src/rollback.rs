@@ -7,7 +7,7 @@ use upkeep_core::appdir;
 use upkeep_core::crash;
 use upkeep_core::lifecycle;
 use upkeep_core::omaha::{EventType, random_id};
-use upkeep_core::state::{PREFS_FILE, Prefs, SwitchKind};
+use upkeep_core::state::{AppRecord, PREFS_FILE, Prefs, StateLock, SwitchKind};
 use upkeep_core::version::Version;
 use upkeep_plugin_host::InstallInput;
 use upkeep_plugin_host::bindings::installer;
@@ -55,22 +55,9 @@ impl Client {
     ) -> Result<RolledBack, ClientError> {
         let config = self.config();
         let root = &self.root;
-        let (_lock, mut prefs) =
-            lock_and_recover_held(root, config.as_ref().ok().copied(), observer)?;
+        let (_lock, mut prefs, id, record) =
+            self.lock_app(app, "rollback", config.as_ref().ok().copied(), observer)?;
         let prefs_path = root.join(PREFS_FILE);
-        let id = app.to_ascii_lowercase();
-        let Some(record) = prefs.apps.get(&id).cloned() else {
-            return Err(ClientError::NotRegistered {
-                app: app.to_owned(),
-                root: root.clone(),
-            });
-        };
-        if record.updater {
-            return Err(ClientError::IsUpdater {
-                app: id,
-                operation: "rollback",
-            });
-        }
         let dir = &record.install_dir;
         let Some(to) = record.previous_version.clone() else {
             return Err(ClientError::NoPreviousVersion {
@@ -133,21 +120,8 @@ impl Client {
     ) -> Result<AppUninstalled, ClientError> {
         let config = self.config();
         let root = &self.root;
-        let (_lock, mut prefs) =
-            lock_and_recover_held(root, config.as_ref().ok().copied(), observer)?;
-        let id = app.to_ascii_lowercase();
-        let Some(record) = prefs.apps.get(&id).cloned() else {
-            return Err(ClientError::NotRegistered {
-                app: app.to_owned(),
-                root: root.clone(),
-            });
-        };
-        if record.updater {
-            return Err(ClientError::IsUpdater {
-                app: id,
-                operation: "uninstall",
-            });
-        }
+        let (_lock, mut prefs, id, record) =
+            self.lock_app(app, "uninstall", config.as_ref().ok().copied(), observer)?;
         let mut note = None;
         let version_dir = appdir::version_dir(&record.install_dir, &record.version);
         if let Some(plugin) = &record.installer
@@ -230,6 +204,29 @@ impl Client {
             version: record.version,
             note,
         })
+    }
+
+    /// Takes the lock, recovers, and finds the registered app `app` (not
+    /// upkeep itself, whose versions only activation changes).
+    fn lock_app(
+        &self,
+        app: &str,
+        operation: &'static str,
+        config: Option<&crate::Config>,
+        observer: &mut dyn Observer,
+    ) -> Result<(StateLock, Prefs, String, AppRecord), ClientError> {
+        let (lock, prefs) = lock_and_recover_held(&self.root, config, observer)?;
+        let id = app.to_ascii_lowercase();
+        let Some(record) = prefs.apps.get(&id).cloned() else {
+            return Err(ClientError::NotRegistered {
+                app: app.to_owned(),
+                root: self.root.clone(),
+            });
+        };
+        if record.updater {
+            return Err(ClientError::IsUpdater { app: id, operation });
+        }
+        Ok((lock, prefs, id, record))
     }
 
     /// Reports `events` of `id` to the server and the telemetry sinks, when

@@ -603,26 +603,12 @@ mod tests {
     }
 
     fn app(dir: &Path, version: &str) -> AppRecord {
-        AppRecord {
-            version: v(version),
-            install_dir: dir.to_path_buf(),
-            installer: Some(PluginRef {
-                path: "/p.wasm".into(),
-                sha256: "00".repeat(32),
-            }),
-            updater: false,
-            post_install_check: None,
-            existence: None,
-            marker: None,
-            channel: None,
-            install_data_index: None,
-            cohort: Default::default(),
-            days: Default::default(),
-            registered_at: 0,
-            updated_at: None,
-            previous_version: None,
-            settings: Default::default(),
-        }
+        let mut record = AppRecord::new(v(version), dir.to_path_buf(), 0);
+        record.installer = Some(PluginRef {
+            path: "/p.wasm".into(),
+            sha256: "00".repeat(32),
+        });
+        record
     }
 
     fn install_version(root: &Path, version: &str) {

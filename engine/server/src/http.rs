@@ -232,29 +232,7 @@ fn valid_host(host: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c))
 }
 
-/// Joins installer arguments into one command-line string: arguments with
-/// no space, tab, `"` or `\` and not empty are written as they are; others
-/// in double quotes, with `"` and `\` preceded by a backslash.
-pub fn join_args(args: &[String]) -> String {
-    args.iter()
-        .map(|a| {
-            if !a.is_empty() && !a.contains([' ', '\t', '"', '\\']) {
-                a.clone()
-            } else {
-                let mut q = String::from("\"");
-                for c in a.chars() {
-                    if c == '"' || c == '\\' {
-                        q.push('\\');
-                    }
-                    q.push(c);
-                }
-                q.push('"');
-                q
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use upkeep_core::omaha::join_args;
 
 /// The codebase URL of a release: `<base>/targets/apps/<app>/<version>/`.
 pub fn codebase(base: &str, release: &Release) -> String {

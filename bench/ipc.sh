@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# The daemon and its IPC path, against baselines measured in the same run.
+#
+#   bench/ipc.sh              5 rounds (the default)
+#   ROUNDS=9 bench/ipc.sh     more
+#
+# Set up: a repository and its server on 127.0.0.1, a state root with
+# `upkeep setup`, one app registered and checked once (so a wake finds the
+# last check recent and has nothing to do), then the server is stopped and
+# the active version's daemon started.
+#
+# Measured, each round interleaving every command (30 runs each per round,
+# wall clock of the whole process from Python's subprocess):
+#
+# * `/bin/true` — the baseline: what starting any process costs here;
+# * `upkeep wake` with nothing to do, through the daemon;
+# * `upkeep wake --in-process` with nothing to do;
+# * `upkeep status` (reads the state root and pings the daemon);
+# * one IPC round trip: `{"op":"ping"}` on a connection to the daemon's
+#   socket, from a client that is already running (so no process start).
+#
+# Prints the medians over rounds, the ratios to `/bin/true`, the daemon's
+# resident memory when idle (VmRSS), and the load average. Targets: any IPC
+# round trip ≤ 5 ms, `wake` with nothing to do ≤ 20 ms either way, idle RSS
+# ≤ 15 MiB. Traffic goes only to 127.0.0.1 and a Unix socket in a
+# temporary directory.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+rounds=${ROUNDS:-5}
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/upkeep-bench-ipc.XXXXXX")
+server_pid=
+daemon_pid=
+cleanup() {
+    for pid in "$daemon_pid" "$server_pid"; do
+        if [ -n "$pid" ]; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+cd "$root"
+echo "building upkeep (release) and the install-archive plugin..." >&2
+cargo build --release --quiet -p upkeep-cli
+scripts/build-plugins.sh install-archive >/dev/null
+upkeep=$root/target/release/upkeep
+installer=$root/target/plugins/install-archive.wasm
+
+# The repository, its server, the client configuration.
+"$upkeep" repo init "$tmp/repo" >/dev/null
+"$upkeep" repo serve "$tmp/repo" --listen 127.0.0.1:0 >"$tmp/serve.out" 2>"$tmp/serve.err" &
+server_pid=$!
+server=
+for _ in $(seq 100); do
+    server=$(sed -n 's/^listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$tmp/serve.out")
+    [ -n "$server" ] && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/serve.err" >&2; exit 1; }
+    sleep 0.1
+done
+[ -n "$server" ] || { echo "ipc: the server did not start" >&2; exit 1; }
+cp -r "$tmp/repo/client" "$tmp/etc"
+sed -i "s|^server = .*|server = \"$server\"|" "$tmp/etc/config.toml"
+state=$tmp/state
+config=$tmp/etc/config.toml
+
+# The state root: set up, one app, one check; then no server.
+"$upkeep" setup --root "$state" --config "$config" >/dev/null
+"$upkeep" register --root "$state" --config "$config" --app bench --version 1.0 \
+    --install-dir "$tmp/app" --installer "$installer" >/dev/null
+"$upkeep" wake --now --in-process --root "$state" --config "$config" >/dev/null 2>&1 || true
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
+
+version=$("$upkeep" status --root "$state" --json | sed -n 's/^  "active_version": "\(.*\)",$/\1/p')
+"$state/versions/$version/upkeep" daemon --root "$state" --config "$config" 2>"$tmp/daemon.err" &
+daemon_pid=$!
+for _ in $(seq 100); do
+    [ -S "$state/versions/$version/ipc.sock" ] && break
+    sleep 0.05
+done
+[ -S "$state/versions/$version/ipc.sock" ] || { cat "$tmp/daemon.err" >&2; exit 1; }
+out=$("$upkeep" wake --root "$state" --config "$config" 2>&1)
+case $out in
+    *"next check in"*) ;;
+    *) echo "ipc: wake did not find the last check recent: $out" >&2; exit 1 ;;
+esac
+sleep 1
+rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$daemon_pid/status")
+
+python3 - "$rounds" "$upkeep" "$state" "$config" "$state/ipc.sock" "$rss_kib" <<'PY'
+import json, socket, statistics, subprocess, sys, time
+
+rounds, upkeep, state, config, sock, rss_kib = sys.argv[1:]
+rounds, rss_kib = int(rounds), int(rss_kib)
+per_round = 30
+cmds = {
+    "/bin/true": ["/bin/true"],
+    "wake via daemon": [upkeep, "wake", "--root", state, "--config", config],
+    "wake in-process": [upkeep, "wake", "--in-process", "--root", state, "--config", config],
+    "status": [upkeep, "status", "--root", state, "--config", config],
+}
+
+def run(cmd):
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t
+
+def ping():
+    t = time.perf_counter()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(sock)
+        s.sendall(b'{"op":"ping"}\n')
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            buf += chunk
+    assert json.loads(buf)["ok"] is True, buf
+    return time.perf_counter() - t
+
+medians = {name: [] for name in list(cmds) + ["IPC round trip (ping)"]}
+for _ in range(rounds):
+    for name, cmd in cmds.items():
+        medians[name].append(statistics.median(run(cmd) for _ in range(per_round)))
+    medians["IPC round trip (ping)"].append(statistics.median(ping() for _ in range(per_round)))
+
+with open("/proc/loadavg") as f:
+    load = " ".join(f.read().split()[:3])
+base = statistics.median(medians["/bin/true"])
+print(f"daemon and IPC: medians of {rounds} rounds x {per_round} runs, load average {load}")
+for name, values in medians.items():
+    m = statistics.median(values)
+    ratio = "" if name == "/bin/true" else f"  ({m / base:.1f}x /bin/true)"
+    print(f"  {name:<22} {m * 1000:8.2f} ms{ratio}")
+print(f"  daemon idle RSS        {rss_kib / 1024:8.1f} MiB")
+PY
