@@ -54,6 +54,10 @@ installer=$root/target/plugins/install-archive.wasm
 
 # The repository, its server, the client configuration.
 "$upkeep" repo init "$tmp/repo" >/dev/null
+mkdir "$tmp/payload"
+echo "bench 1.0" >"$tmp/payload/bench.txt"
+tar -C "$tmp/payload" -czf "$tmp/bench.tar.gz" bench.txt
+"$upkeep" repo add "$tmp/repo" --app bench --version 1.0 "$tmp/bench.tar.gz" >/dev/null
 "$upkeep" repo serve "$tmp/repo" --listen 127.0.0.1:0 >"$tmp/serve.out" 2>"$tmp/serve.err" &
 server_pid=$!
 server=
@@ -73,7 +77,7 @@ config=$tmp/etc/config.toml
 "$upkeep" setup --root "$state" --config "$config" >/dev/null
 "$upkeep" register --root "$state" --config "$config" --app bench --version 1.0 \
     --install-dir "$tmp/app" --installer "$installer" >/dev/null
-"$upkeep" wake --now --in-process --root "$state" --config "$config" >/dev/null 2>&1 || true
+"$upkeep" wake --now --in-process --root "$state" --config "$config" >/dev/null
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
 
 version=$("$upkeep" status --root "$state" --json | sed -n 's/^  "active_version": "\(.*\)",$/\1/p')
