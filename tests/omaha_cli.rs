@@ -179,6 +179,8 @@ fn decode_refuses_bad_documents_with_exit_1() {
             ],
             "safe-JSON prefix",
         ),
+        // Detected, the dialect still needs its prefix.
+        (vec![no_prefix.display().to_string()], "safe-JSON prefix"),
         (vec![garbage.display().to_string()], "not closed"),
         (
             vec![dir.path().join("missing.json").display().to_string()],
@@ -195,6 +197,30 @@ fn decode_refuses_bad_documents_with_exit_1() {
         assert!(
             stderr.contains(message),
             "{full:?}: stderr {stderr:?} lacks {message:?}"
+        );
+    }
+}
+
+#[test]
+fn decode_names_the_cause_of_a_parse_error_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, ")]}'\nnot json").expect("write");
+    for protocol in [None, Some("4.0")] {
+        let mut args = vec!["omaha", "decode"];
+        if let Some(p) = protocol {
+            args.extend(["--protocol", p]);
+        }
+        let path = bad.display().to_string();
+        args.push(&path);
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("JSON read error: expected"), "{stderr}");
+        assert_eq!(
+            stderr.matches("expected ident").count() + stderr.matches("expected value").count(),
+            1,
+            "the cause once: {stderr}"
         );
     }
 }

@@ -49,6 +49,7 @@ fn protocol_arg(s: &str) -> Result<Protocol, String> {
 struct DecodeArgs {
     /// The dialect: 3.1, 4.0 or xml. Without it the dialect is detected
     /// (XML when the document starts with '<', else JSON by its "protocol").
+    /// JSON must begin with the )]}' prefix either way.
     #[arg(long, value_parser = protocol_arg)]
     protocol: Option<Protocol>,
     /// The response file, or '-' for standard input.

@@ -109,7 +109,13 @@ pub enum ReadError {
     },
     /// Reading failed.
     #[error("reading the body: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
 }
 
 /// Reads a whole body, but never more than `max` bytes (one byte more is

@@ -53,10 +53,10 @@ pub struct Exchange {
 pub enum CheckError {
     /// The request could not be signed.
     #[error("cannot sign the request: {0}")]
-    Sign(#[source] CupError),
+    Sign(CupError),
     /// No HTTP response.
     #[error("the update server is unreachable: {0}")]
-    Unreachable(#[source] HttpError),
+    Unreachable(HttpError),
     /// An HTTP status other than 200.
     #[error("the update server answered HTTP {status}")]
     Status {
@@ -74,10 +74,10 @@ pub enum CheckError {
     },
     /// The CUP proof is missing or does not verify.
     #[error("the update response failed CUP verification: {0}")]
-    Cup(#[source] CupError),
+    Cup(CupError),
     /// The signed response does not parse.
     #[error("the update response is malformed: {0}")]
-    Malformed(#[source] ProtocolError),
+    Malformed(ProtocolError),
 }
 
 impl CheckError {

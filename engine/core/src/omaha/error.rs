@@ -5,6 +5,10 @@ use serde::Serialize;
 use crate::version::VersionError;
 
 /// A refusal of a whole document (response or request).
+///
+/// Each message names its cause; the causes are not also given as
+/// [`source`](std::error::Error::source), so a printed chain of errors says
+/// each thing once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {
@@ -21,13 +25,13 @@ pub enum ProtocolError {
     },
     /// The input is not UTF-8.
     #[error("document is not UTF-8: {0}")]
-    NotUtf8(#[from] std::str::Utf8Error),
+    NotUtf8(std::str::Utf8Error),
     /// A JSON response did not begin with the `)]}'` safe-JSON prefix.
     #[error("JSON response does not begin with the safe-JSON prefix )]}}'")]
     MissingSafeJsonPrefix,
     /// The JSON text did not parse.
     #[error("JSON read error: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     /// The XML text did not parse.
     #[error("XML read error: {0}")]
     Xml(String),
@@ -60,7 +64,9 @@ pub enum ProtocolError {
         found: String,
     },
     /// A protocol version this crate does not implement.
-    #[error("unsupported protocol '{0}' (supported: 3.0 XML, 3.1 and 4.0 JSON)")]
+    #[error(
+        "unsupported protocol '{0}' (supported: 3.0 XML, 3.1 and 4.0 JSON, and 3.1 JSON labelled 3.0)"
+    )]
     UnsupportedProtocol(String),
     /// A request app was malformed.
     #[error("request app #{index}: {reason}")]
@@ -73,6 +79,18 @@ pub enum ProtocolError {
     /// A value could not be written.
     #[error("cannot serialize: {0}")]
     Serialize(String),
+}
+
+impl From<std::str::Utf8Error> for ProtocolError {
+    fn from(e: std::str::Utf8Error) -> Self {
+        ProtocolError::NotUtf8(e)
+    }
+}
+
+impl From<serde_json::Error> for ProtocolError {
+    fn from(e: serde_json::Error) -> Self {
+        ProtocolError::Json(e)
+    }
 }
 
 /// Why one application of a response was dropped. The rest of the

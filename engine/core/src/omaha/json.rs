@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::{AppError, AppErrorKind, ProtocolError};
 use super::types::*;
-use super::{Protocol, protocol_size, strip_safe_json_prefix, valid_url};
+use super::{Flavor, Protocol, protocol_size, strip_safe_json_prefix, valid_url};
 use crate::version::Version;
 
 type Obj = Map<String, Value>;
@@ -39,18 +39,27 @@ fn version(field: &'static str, text: String) -> Result<Version, AppErrorKind> {
     })
 }
 
+/// The entries of a list of apps: the member `names[0]`, else `names[1]`
+/// (4.0 says `apps`, 3.1 `app`; either dialect's parsers accept both). A
+/// single value instead of a list is one entry, so that a single app object
+/// is read as such and anything else is refused as a malformed app.
+pub(crate) fn app_entries<'a>(node: &'a Obj, names: [&str; 2]) -> Vec<&'a Value> {
+    match node.get(names[0]).or_else(|| node.get(names[1])) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(one) => vec![one],
+    }
+}
+
 /// Parses a JSON response; `expected` is the protocol of the request, or
-/// `None` to accept 3.1 or 4.0 as the document says.
+/// `None` to accept 3.1 or 4.0 as the document says (and `"3.0"`,
+/// Fuchsia's label, as 3.1). The `)]}'` prefix is required either way.
 pub(crate) fn parse_response(
     text: &str,
     expected: Option<Protocol>,
 ) -> Result<Response, ProtocolError> {
     let trimmed = text.trim_start_matches('\u{feff}');
-    let json = match strip_safe_json_prefix(trimmed) {
-        Some(rest) => rest,
-        None if expected.is_none() && trimmed.trim_start().starts_with('{') => trimmed,
-        None => return Err(ProtocolError::MissingSafeJsonPrefix),
-    };
+    let json = strip_safe_json_prefix(trimmed).ok_or(ProtocolError::MissingSafeJsonPrefix)?;
     let doc: Value = serde_json::from_str(json)?;
     let doc = doc.as_object().ok_or(ProtocolError::NotAnObject)?;
     let response = doc
@@ -70,7 +79,7 @@ pub(crate) fn parse_response(
             });
         }
         None => match found {
-            "3.1" => Protocol::Json31,
+            "3.1" | "3.0" => Protocol::Json31,
             "4.0" => Protocol::Json40,
             other => return Err(ProtocolError::UnsupportedProtocol(other.to_owned())),
         },
@@ -94,25 +103,23 @@ pub(crate) fn parse_response(
             min_os_version: string(req, "min_os_version"),
         });
     }
-    let key = if protocol == Protocol::Json40 {
-        "apps"
+    let names = if protocol == Protocol::Json40 {
+        ["apps", "app"]
     } else {
-        "app"
+        ["app", "apps"]
     };
-    if let Some(apps) = response.get(key).and_then(Value::as_array) {
-        for (index, node) in apps.iter().enumerate() {
-            let parsed = match protocol {
-                Protocol::Json40 => parse_app40(node),
-                _ => parse_app31(node),
-            };
-            match parsed {
-                Ok(app) => out.apps.push(app),
-                Err(kind) => {
-                    let appid = node.get("appid").and_then(Value::as_str).map(str::to_owned);
-                    let error = AppError { index, appid, kind };
-                    tracing::warn!(%error, "dropping malformed app from {protocol} response");
-                    out.app_errors.push(error);
-                }
+    for (index, node) in app_entries(response, names).into_iter().enumerate() {
+        let parsed = match protocol {
+            Protocol::Json40 => parse_app40(node),
+            _ => parse_app31(node),
+        };
+        match parsed {
+            Ok(app) => out.apps.push(app),
+            Err(kind) => {
+                let appid = node.get("appid").and_then(Value::as_str).map(str::to_owned);
+                let error = AppError { index, appid, kind };
+                tracing::warn!(%error, "dropping malformed app from {protocol} response");
+                out.app_errors.push(error);
             }
         }
     }
@@ -414,9 +421,9 @@ fn daystart_json(d: &Daystart, with_seconds: bool) -> Option<Value> {
     (!o.is_empty()).then_some(Value::Object(o))
 }
 
-fn response_head(response: &Response, protocol: Protocol) -> Obj {
+fn response_head(response: &Response, protocol: Protocol, flavor: Flavor) -> Obj {
     let mut r = Obj::new();
-    r.insert("protocol".into(), json!(protocol.version()));
+    r.insert("protocol".into(), json!(flavor.label(protocol)));
     put(&mut r, "server", &response.server);
     if let Some(d) = daystart_json(&response.daystart, protocol == Protocol::Json31) {
         r.insert("daystart".into(), d);
@@ -458,9 +465,11 @@ fn app_head(app: &App) -> Obj {
     o
 }
 
-/// Writes a response as protocol 3.1 JSON, safe-JSON prefix included.
-pub(crate) fn write_response31(response: &Response) -> String {
-    let mut r = response_head(response, Protocol::Json31);
+/// Writes a response as protocol 3.1 JSON, safe-JSON prefix included, in
+/// the spelling of `flavor`.
+pub(crate) fn write_response31(response: &Response, flavor: Flavor) -> String {
+    let fuchsia = flavor == Flavor::Fuchsia;
+    let mut r = response_head(response, Protocol::Json31, flavor);
     let apps: Vec<Value> = response
         .apps
         .iter()
@@ -486,7 +495,15 @@ pub(crate) fn write_response31(response: &Response) -> String {
                     }
                     put(&mut mo, "run", &m.run);
                     put(&mut mo, "arguments", &m.arguments);
-                    let packages: Vec<Value> = m.packages.iter().map(package_json).collect();
+                    let mut packages: Vec<Value> = m.packages.iter().map(package_json).collect();
+                    if fuchsia {
+                        // Its parser needs `required` and `actions`.
+                        for (value, p) in packages.iter_mut().zip(&m.packages) {
+                            value["required"] = json!(p.required.unwrap_or(true));
+                        }
+                        let actions: Vec<Value> = m.actions.iter().map(action_json).collect();
+                        mo.insert("actions".into(), json!({ "action": actions }));
+                    }
                     mo.insert("packages".into(), json!({ "package": packages }));
                     u.insert("manifest".into(), Value::Object(mo));
                 }
@@ -527,7 +544,7 @@ fn package_json(p: &Package) -> Value {
 
 /// Writes a response as protocol 4.0 JSON, safe-JSON prefix included.
 pub(crate) fn write_response40(response: &Response) -> String {
-    let mut r = response_head(response, Protocol::Json40);
+    let mut r = response_head(response, Protocol::Json40, Flavor::Standard);
     let apps: Vec<Value> = response
         .apps
         .iter()
@@ -688,7 +705,7 @@ mod tests {
  "updatecheck":{"status":"ok","actions":{"action":[{"run":"go"}]},"urls":{"url":[{"codebase":"http://a.example/"},{"codebasediff":"http://d.example/"}]},
  "manifest":{"version":"1.2","prodversionmin":"3","run":"r","arguments":"a","packages":{"package":[{"name":"n","size":5,"hash_sha256":"ff"}]}}}}]}}"#;
         let r = parse(text31, Protocol::Json31);
-        let again = parse(&write_response31(&r), Protocol::Json31);
+        let again = parse(&write_response31(&r, Flavor::Standard), Protocol::Json31);
         assert_eq!(r, again);
         assert_eq!(again.daystart.elapsed_seconds, Some(5));
     }
@@ -717,10 +734,70 @@ mod tests {
             assert_eq!(data[1].text, "");
             let written = match p {
                 Protocol::Json40 => write_response40(&r),
-                _ => write_response31(&r),
+                _ => write_response31(&r, Flavor::Standard),
             };
             assert!(written.contains("\"#text\""), "{written}");
             assert_eq!(parse(&written, p), r, "{protocol}: {written}");
         }
+    }
+
+    #[test]
+    fn a_4_0_response_with_a_singular_app_member_keeps_its_apps() {
+        let list = parse(
+            r#")]}'
+{"response":{"protocol":"4.0","app":[{"appid":"a","status":"ok","updatecheck":{"status":"noupdate"}}]}}"#,
+            Protocol::Json40,
+        );
+        assert_eq!(list.apps.len(), 1);
+        assert_eq!(list.apps[0].result_status(), "noupdate");
+        let one = parse(
+            r#")]}'
+{"response":{"protocol":"4.0","app":{"appid":"a","status":"ok","updatecheck":{"status":"noupdate"}}}}"#,
+            Protocol::Json40,
+        );
+        assert_eq!(one.apps, list.apps);
+        assert!(one.app_errors.is_empty());
+        // What is neither a list nor an app is recorded, not ignored.
+        let bad = parse(
+            ")]}'\n{\"response\":{\"protocol\":\"4.0\",\"apps\":\"a\"}}",
+            Protocol::Json40,
+        );
+        assert!(bad.apps.is_empty());
+        assert_eq!(bad.app_errors.len(), 1);
+        assert_eq!(bad.app_errors[0].kind, AppErrorKind::NotAnObject);
+    }
+
+    #[test]
+    fn json_without_the_prefix_is_refused_whatever_the_protocol() {
+        let text = r#"{"response":{"protocol":"4.0","apps":[]}}"#;
+        for expected in [None, Some(Protocol::Json40)] {
+            assert!(matches!(
+                parse_response(text, expected),
+                Err(ProtocolError::MissingSafeJsonPrefix)
+            ));
+        }
+    }
+
+    #[test]
+    fn the_fuchsia_spelling_has_what_its_parser_requires() {
+        let text31 = r#")]}'
+{"response":{"protocol":"3.1","app":[{"appid":"x","status":"ok","updatecheck":{"status":"ok",
+ "urls":{"url":[{"codebase":"http://a.example/"}]},
+ "manifest":{"version":"1.2","packages":{"package":[{"name":"n","size":5,"hash_sha256":"ff","fp":"ff"}]}}}}]}}"#;
+        let r = parse(text31, Protocol::Json31);
+        let written = write_response31(&r, Flavor::Fuchsia);
+        let doc: Value = serde_json::from_str(strip_safe_json_prefix(&written).unwrap()).unwrap();
+        let response = &doc["response"];
+        assert_eq!(response["protocol"], "3.0");
+        let manifest = &response["app"][0]["updatecheck"]["manifest"];
+        assert_eq!(manifest["actions"], json!({ "action": [] }));
+        assert_eq!(manifest["packages"]["package"][0]["required"], json!(true));
+        assert_eq!(manifest["packages"]["package"][0]["fp"], json!("ff"));
+        // Detected as 3.1, it reads as what was written.
+        let again = parse_response(&written, None).unwrap();
+        assert_eq!(again.protocol, Protocol::Json31);
+        assert_eq!(again.apps, r.apps);
+        // The standard spelling is unchanged.
+        assert!(!write_response31(&r, Flavor::Standard).contains("required"));
     }
 }

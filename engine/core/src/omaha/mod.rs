@@ -10,6 +10,10 @@
 //! * **3.0 XML** — classic Omaha, spoken by offline manifests (`.gup`) and
 //!   servers such as Nebraska.
 //!
+//! Fuchsia's `omaha_client` crate speaks 3.1 JSON in its own spelling
+//! ([`Flavor::Fuchsia`]): requests labelled `"protocol":"3.0"`, and a
+//! response parser that requires members Chromium's does not.
+//!
 //! Parsing follows Chromium's rules: JSON responses begin with the `)]}'`
 //! safe-JSON prefix, the response protocol must be the one requested,
 //! unknown members are ignored, and an application that is malformed is
@@ -97,6 +101,35 @@ impl Protocol {
     }
 }
 
+/// Which client family's spelling of a JSON dialect a document uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// As Chromium writes the dialect.
+    #[default]
+    Standard,
+    /// As Fuchsia's `omaha_client` crate writes 3.1 JSON: labelled
+    /// `"protocol":"3.0"`, and answered with `"protocol":"3.0"`, a
+    /// `required` member on every package and an `actions` list in every
+    /// manifest, which its parser needs.
+    Fuchsia,
+}
+
+impl Flavor {
+    /// Whether this is [`Flavor::Standard`].
+    pub fn is_standard(&self) -> bool {
+        *self == Flavor::Standard
+    }
+
+    /// The `protocol` label of a JSON document in `protocol` and this flavor.
+    pub fn label(self, protocol: Protocol) -> &'static str {
+        match (self, protocol) {
+            (Flavor::Fuchsia, Protocol::Json31) => "3.0",
+            _ => protocol.version(),
+        }
+    }
+}
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -125,8 +158,14 @@ impl Response {
     /// Writes the response in the given dialect (JSON with the safe-JSON
     /// prefix). The protocol written is `protocol`, whatever `self.protocol` says.
     pub fn to_body(&self, protocol: Protocol) -> String {
+        self.to_body_in(protocol, Flavor::Standard)
+    }
+
+    /// Writes the response in the given dialect, spelled for the client
+    /// `flavor` names (the flavor of its request): see [`Flavor`].
+    pub fn to_body_in(&self, protocol: Protocol, flavor: Flavor) -> String {
         match protocol {
-            Protocol::Json31 => json::write_response31(self),
+            Protocol::Json31 => json::write_response31(self, flavor),
             Protocol::Json40 => json::write_response40(self),
             Protocol::Xml30 => xml::write_response(self),
         }
@@ -157,8 +196,9 @@ pub fn parse_response(body: &[u8], expected: Protocol) -> Result<Response, Proto
 }
 
 /// Parses an update-check response in whichever dialect it is written:
-/// XML when it starts with `<`, JSON otherwise, the JSON dialect being
-/// chosen by its `protocol` member.
+/// XML when it starts with `<`, JSON otherwise (which must begin with the
+/// `)]}'` prefix, as [`parse_response`] requires), the JSON dialect being
+/// chosen by its `protocol` member (`"3.0"`, Fuchsia's label, reads as 3.1).
 pub fn parse_response_any(body: &[u8]) -> Result<Response, ProtocolError> {
     let text = std::str::from_utf8(body)?;
     let head = text.trim_start_matches('\u{feff}').trim_start();
@@ -319,5 +359,32 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn detected_json_needs_the_prefix_too() {
+        let body = b"{\"response\":{\"protocol\":\"4.0\",\"apps\":[]}}";
+        assert!(matches!(
+            parse_response_any(body),
+            Err(ProtocolError::MissingSafeJsonPrefix)
+        ));
+        let prefixed = b")]}'\n{\"response\":{\"protocol\":\"4.0\",\"apps\":[]}}";
+        assert!(parse_response_any(prefixed).is_ok());
+    }
+
+    #[test]
+    fn parse_errors_name_their_cause_once() {
+        let err = parse_response(b")]}'\nnot json", Protocol::Json40).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("JSON read error: expected"),
+            "{message}"
+        );
+        // The cause is in the message, so it is not also the source: a
+        // printed chain (`{:#}` of anyhow) says it once.
+        assert!(std::error::Error::source(&err).is_none());
+        let err = parse_response(b")]}'\n\xff", Protocol::Json40).unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+        assert!(std::error::Error::source(&err).is_none());
     }
 }

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::error::ProtocolError;
+use super::json::app_entries;
 use super::types::{AppId, Cohort, ErrorCategory, EventResult, EventType};
 use super::xml::{Element, check_root, parse_bool, read_tree, write_attr, write_opt};
-use super::{Protocol, random_id, strip_safe_json_prefix};
+use super::{Flavor, Protocol, random_id, strip_safe_json_prefix};
 use crate::version::Version;
 
 /// The largest request body [`parse_request`] accepts (64 KiB). Larger
@@ -211,6 +212,10 @@ impl RequestApp {
 pub struct Request {
     /// The dialect.
     pub protocol: Protocol,
+    /// The client family's spelling of it ([`Flavor::Fuchsia`]: 3.1 JSON
+    /// labelled `"3.0"`); the answer is written in the same spelling.
+    #[serde(default, skip_serializing_if = "Flavor::is_standard")]
+    pub flavor: Flavor,
     /// The session id (shared by every request of one update session).
     pub sessionid: String,
     /// The request id (unique per request).
@@ -278,6 +283,7 @@ impl RequestBuilder {
         Self {
             request: Request {
                 protocol,
+                flavor: Flavor::Standard,
                 sessionid: String::new(),
                 requestid: String::new(),
                 updater: None,
@@ -375,7 +381,7 @@ fn put_int(o: &mut Obj, key: &str, v: Option<i64>) {
 fn write_json(r: &Request) -> String {
     let v40 = r.protocol == Protocol::Json40;
     let mut o = Obj::new();
-    o.insert("protocol".into(), json!(r.protocol.version()));
+    o.insert("protocol".into(), json!(r.flavor.label(r.protocol)));
     put(&mut o, "dedup", &r.dedup);
     put(&mut o, "acceptformat", &r.acceptformat);
     o.insert("sessionid".into(), json!(r.sessionid));
@@ -712,16 +718,19 @@ fn parse_json(text: &str) -> Result<Request, ProtocolError> {
         .get("request")
         .and_then(Value::as_object)
         .ok_or(ProtocolError::MissingRoot("request"))?;
-    let protocol = match r
+    let (protocol, flavor) = match r
         .get("protocol")
         .and_then(Value::as_str)
         .ok_or(ProtocolError::MissingProtocol)?
     {
-        "3.1" => Protocol::Json31,
-        "4.0" => Protocol::Json40,
+        "3.1" => (Protocol::Json31, Flavor::Standard),
+        "4.0" => (Protocol::Json40, Flavor::Standard),
+        // Fuchsia's omaha_client labels its 3.1-shaped JSON "3.0".
+        "3.0" => (Protocol::Json31, Flavor::Fuchsia),
         other => return Err(ProtocolError::UnsupportedProtocol(other.to_owned())),
     };
     let mut out = empty_request(protocol);
+    out.flavor = flavor;
     out.sessionid = jstr(r, "sessionid").unwrap_or_default();
     out.requestid = jstr(r, "requestid").unwrap_or_default();
     out.updater = jstr(r, "@updater").or_else(|| jstr(r, "updater"));
@@ -739,11 +748,7 @@ fn parse_json(text: &str) -> Result<Request, ProtocolError> {
             arch: jstr(os, "arch"),
         });
     }
-    let apps = r
-        .get("apps")
-        .or_else(|| r.get("app"))
-        .and_then(Value::as_array);
-    for (index, a) in apps.into_iter().flatten().enumerate() {
+    for (index, a) in app_entries(r, ["apps", "app"]).into_iter().enumerate() {
         out.apps.push(parse_json_app(index, a)?);
     }
     Ok(out)
@@ -1107,6 +1112,35 @@ mod tests {
                 expected: "4.0",
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn fuchsia_requests_labelled_3_0_read_as_3_1_and_keep_their_label() {
+        let body = br#"{"request":{"protocol":"3.0","updater":"fuchsia","updaterversion":"0.0.1",
+            "installsource":"scheduledtask","ismachine":true,
+            "os":{"platform":"Fuchsia","version":"0.1","sp":"","arch":"x86_64"},
+            "app":[{"appid":"{ABC}","version":"1.2.3.4","cohorthint":"beta",
+                    "updatecheck":{},"ping":{"ad":3300,"rd":3300},
+                    "event":[{"eventtype":3,"eventresult":1,"errorcode":0}]}]}}"#;
+        let r = parse_request(body, Some(Protocol::Json31)).unwrap();
+        assert_eq!(r.protocol, Protocol::Json31);
+        assert_eq!(r.flavor, Flavor::Fuchsia);
+        assert_eq!(r.updater.as_deref(), Some("fuchsia"));
+        let app = &r.apps[0];
+        assert_eq!(app.cohort.cohorthint.as_deref(), Some("beta"));
+        assert_eq!(app.ping.as_ref().unwrap().rd, Some(3300));
+        assert_eq!(app.events[0].eventtype, EventType::Update);
+        let again = r.to_body();
+        assert!(again.contains(r#""protocol":"3.0""#), "{again}");
+        assert_eq!(parse_request(again.as_bytes(), None).unwrap(), r);
+        // A single app object is one app, as in responses.
+        let one = br#"{"request":{"protocol":"4.0","apps":{"appid":"a","version":"1"}}}"#;
+        assert_eq!(parse_request(one, None).unwrap().apps.len(), 1);
+        let bad = br#"{"request":{"protocol":"4.0","apps":7}}"#;
+        assert!(matches!(
+            parse_request(bad, None),
+            Err(ProtocolError::RequestApp { index: 0, .. })
         ));
     }
 }
