@@ -27,6 +27,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/serve.sh
+. "$root/bench/serve.sh"
 rounds=${ROUNDS:-5}
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 
@@ -58,16 +60,7 @@ mkdir "$tmp/payload"
 echo "bench 1.0" >"$tmp/payload/bench.txt"
 tar -C "$tmp/payload" -czf "$tmp/bench.tar.gz" bench.txt
 "$upkeep" repo add "$tmp/repo" --app bench --version 1.0 "$tmp/bench.tar.gz" >/dev/null
-"$upkeep" repo serve "$tmp/repo" --listen 127.0.0.1:0 >"$tmp/serve.out" 2>"$tmp/serve.err" &
-server_pid=$!
-server=
-for _ in $(seq 100); do
-    server=$(sed -n 's/^listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$tmp/serve.out")
-    [ -n "$server" ] && break
-    kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/serve.err" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$server" ] || { echo "ipc: the server did not start" >&2; exit 1; }
+serve_repo "$upkeep" "$tmp/repo" "$tmp" ipc
 cp -r "$tmp/repo/client" "$tmp/etc"
 sed -i "s|^server = .*|server = \"$server\"|" "$tmp/etc/config.toml"
 state=$tmp/state

@@ -30,6 +30,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/serve.sh
+. "$root/bench/serve.sh"
 runs=${RUNS:-3}
 mib=${MIB:-256}
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
@@ -70,16 +72,7 @@ size=$(stat -c %s "$tmp/payload.tar.gz")
 "$upkeep" repo add "$tmp/repo" --app bench --version 1.0 "$tmp/payload.tar.gz" >/dev/null
 rm "$tmp/payload.tar.gz"
 sha256=$("$upkeep" repo list "$tmp/repo" --json | jq -r '.[0].files[0].sha256')
-"$upkeep" repo serve "$tmp/repo" --listen 127.0.0.1:0 >"$tmp/serve.out" 2>"$tmp/serve.err" &
-server_pid=$!
-server=
-for _ in $(seq 100); do
-    server=$(sed -n 's/^listening on \(http:\/\/127\.0\.0\.1:[0-9]*\)$/\1/p' "$tmp/serve.out")
-    [ -n "$server" ] && break
-    kill -0 "$server_pid" 2>/dev/null || { cat "$tmp/serve.err" >&2; exit 1; }
-    sleep 0.1
-done
-[ -n "$server" ] || { echo "update_256mib: the server did not start" >&2; exit 1; }
+serve_repo "$upkeep" "$tmp/repo" "$tmp" update_256mib
 url=$server/targets/apps/bench/1.0/payload.tar.gz
 
 mkdir "$tmp/client"
