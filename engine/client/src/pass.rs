@@ -50,6 +50,20 @@ impl Default for PassOptions {
     }
 }
 
+/// `last_check` moves forward only in steps of at least this many seconds,
+/// so checks in quick succession (a single binary's restart re-running the
+/// command that replaced it, a burst of on-demand checks) cost no durable
+/// write of their own and repeat exactly the same steps.
+pub(crate) const LAST_CHECK_STEP_SECS: i64 = 60;
+
+/// The `last_check` to record for a check that succeeded at `now`.
+pub(crate) fn advance_last_check(recorded: Option<i64>, now: i64) -> i64 {
+    match recorded {
+        Some(t) if now >= t && now - t < LAST_CHECK_STEP_SECS => t,
+        _ => now,
+    }
+}
+
 /// The TUF client of a pass.
 pub(crate) type Tuf<'a> = Updater<HttpTransport<&'a dyn HttpClient>, SystemClock>;
 
@@ -186,7 +200,7 @@ pub(crate) fn check_and_apply(
                     .values()
                     .all(|o| !matches!(o, AppOutcome::Failed { .. }));
                 if all_ok {
-                    prefs.last_check = Some(unix_now());
+                    prefs.last_check = Some(advance_last_check(prefs.last_check, unix_now()));
                 }
                 let on_disk = Prefs::load(prefs_path)?;
                 if on_disk != *prefs {
@@ -425,5 +439,29 @@ impl<'a> Run<'a, '_> {
                 failed(next, error)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod last_check_tests {
+    use super::{LAST_CHECK_STEP_SECS, advance_last_check};
+
+    #[test]
+    fn a_check_within_the_step_keeps_the_recorded_time() {
+        assert_eq!(advance_last_check(Some(1_000), 1_000), 1_000);
+        assert_eq!(
+            advance_last_check(Some(1_000), 1_000 + LAST_CHECK_STEP_SECS - 1),
+            1_000
+        );
+    }
+
+    #[test]
+    fn a_check_a_step_later_or_with_the_clock_set_back_records_now() {
+        assert_eq!(advance_last_check(None, 5), 5);
+        assert_eq!(
+            advance_last_check(Some(1_000), 1_000 + LAST_CHECK_STEP_SECS),
+            1_060
+        );
+        assert_eq!(advance_last_check(Some(1_000), 900), 900);
     }
 }
