@@ -254,6 +254,7 @@ impl Config {
                 .slow_window_seconds
                 .map_or(defaults.slow_window, Duration::from_secs),
             resume_attempts: defaults.resume_attempts,
+            cancel: defaults.cancel,
         };
         let app_id = |section: &'static str, id: &str| {
             check_app_id(id).map_err(|source| ConfigError::AppId {
