@@ -864,9 +864,13 @@ fn after_a_self_update_the_link_names_the_new_socket_and_the_old_daemon_exits() 
         m.log()
     );
     assert_eq!(m.ipc_link().as_deref(), Some("versions/0.2.0/ipc.sock"));
-    let status = old
-        .exited_within(Duration::from_secs(20))
-        .expect("the old daemon is still running");
+    let Some(status) = old.exited_within(Duration::from_secs(20)) else {
+        panic!(
+            "the old daemon is still running; upkeep.log:\n{}\ndaemon:\n{}",
+            m.log(),
+            std::fs::read_to_string(m.w.path(&format!("daemon-{OLD}.log"))).unwrap_or_default()
+        );
+    };
     assert!(status.success(), "{status}");
     assert!(
         m.log()

@@ -95,6 +95,16 @@ struct ConfigFile {
     check_interval_minutes: Option<u64>,
     updater: Option<UpdaterConfigFile>,
     qualification: Option<QualificationConfigFile>,
+    #[serde(default)]
+    service: ServiceConfigFile,
+}
+
+/// `[service]`: the daemon.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceConfigFile {
+    admin_group: Option<String>,
+    idle_exit_seconds: Option<u64>,
 }
 
 /// `[updater]`: upkeep updates itself as this app.
@@ -169,6 +179,21 @@ pub struct QualificationConfig {
     pub settings: Vec<(String, String)>,
 }
 
+/// The `[service]` section: how the daemon serves (docs/service.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// A group whose members may register, roll back and remove apps
+    /// through a system daemon, besides root.
+    pub admin_group: Option<String>,
+    /// How long a socket-activated daemon waits idle before it exits
+    /// (default [`DEFAULT_IDLE_EXIT`]; 0: never).
+    pub idle_exit: Option<Duration>,
+}
+
+/// How long a socket-activated daemon stays without a request before it
+/// exits (the service manager starts it again on the next connection).
+pub const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(10);
+
 /// The client configuration, with paths resolved and keys loaded.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -192,6 +217,8 @@ pub struct Config {
     pub updater: Option<SelfUpdateConfig>,
     /// `[qualification]`: what a new updater version must pass.
     pub qualification: Option<QualificationConfig>,
+    /// `[service]`: how the daemon serves.
+    pub service: ServiceConfig,
 }
 
 impl Config {
@@ -296,6 +323,10 @@ impl Config {
             ),
             updater,
             qualification,
+            service: ServiceConfig {
+                admin_group: file.service.admin_group,
+                idle_exit: file.service.idle_exit_seconds.map(Duration::from_secs),
+            },
         })
     }
 

@@ -150,6 +150,7 @@ impl FakeServer {
             check_interval: Duration::from_secs(300 * 60),
             updater: None,
             qualification: None,
+            service: crate::config::ServiceConfig::default(),
         }
     }
 
