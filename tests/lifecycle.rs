@@ -295,8 +295,16 @@ fn a_new_version_installs_side_by_side_qualifies_activates_and_retires_the_old_o
     assert_eq!(status["lock"], "free");
     let service = m.unit("upkeep.service");
     assert!(
-        service.contains(&format!("versions/{OLD}/upkeep wake --root")),
+        service.contains(&format!("versions/{OLD}/upkeep daemon --root")),
         "{service}"
+    );
+    let socket = m.unit("upkeep.socket");
+    assert!(
+        socket.contains(&format!(
+            "ListenStream={}/versions/{OLD}/ipc.sock",
+            m.state().display()
+        )),
+        "{socket}"
     );
     // The configuration is not the state root's default: the service names it.
     assert!(
@@ -358,8 +366,13 @@ fn a_new_version_installs_side_by_side_qualifies_activates_and_retires_the_old_o
     );
     let service = m.unit("upkeep.service");
     assert!(
-        service.contains(&format!("versions/{NEW}/upkeep wake --root")),
+        service.contains(&format!("versions/{NEW}/upkeep daemon --root")),
         "{service}"
+    );
+    assert!(
+        m.unit("upkeep.socket")
+            .contains(&format!("versions/{NEW}/ipc.sock")),
+        "the socket still listens for the old version"
     );
     assert!(
         m.unit("upkeep-wake.service")
@@ -470,6 +483,10 @@ fn a_single_binary_replaces_itself_and_restarts_as_the_new_version() {
     assert!(
         service.contains(&format!("{} wake --root", m.bin.display())),
         "{service}"
+    );
+    assert!(
+        !m.units.join("upkeep.socket").exists(),
+        "a single binary has no daemon to activate"
     );
     let old_hash = file_sha256(&m.bin).unwrap();
     m.publish_new_upkeep();

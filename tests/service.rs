@@ -532,3 +532,59 @@ fn another_user_may_read_and_update_but_not_change_what_is_registered() {
     }
     assert_eq!(m.prefs(), prefs, "a refused request changed the prefs");
 }
+
+#[test]
+fn a_socket_from_the_service_manager_is_served_and_the_daemon_exits_when_idle() {
+    let probe = Command::new("systemd-socket-activate")
+        .arg("--version")
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: systemd-socket-activate (Debian's systemd package) is not installed");
+        return;
+    }
+    let m = Machine::new();
+    let mut config = std::fs::read_to_string(m.root.join("config.toml")).unwrap();
+    config.push_str("\n[service]\nidle_exit_seconds = 1\n");
+    std::fs::write(m.root.join("config.toml"), config).unwrap();
+    let socket = m.root.join(format!("versions/{VERSION}/ipc.sock"));
+    let exe = m.root.join(format!("versions/{VERSION}/upkeep"));
+    // The stand-in service manager binds the socket, and on the first
+    // connection starts the daemon with it (LISTEN_FDS, LISTEN_PID).
+    let child = Command::new("systemd-socket-activate")
+        .arg("--listen")
+        .arg(&socket)
+        .arg(&exe)
+        .arg("daemon")
+        .arg("--root")
+        .arg(&m.root)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(m.w.path("activate.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let log = m.w.path("activate.log");
+    let mut d = Daemon { child, log };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "no socket: {}", d.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let answer = exchange(&m.socket(), b"{\"op\":\"ping\"}\n").unwrap();
+    assert_eq!(answer["ok"], true, "{answer}");
+    assert_eq!(answer["pid"], d.child.id(), "{answer}");
+    let status = expect_ok(&m.cli(&["status"]));
+    assert!(status.contains("answers"), "{status}");
+    assert!(
+        m.log().contains("(socket from the service manager)"),
+        "{}",
+        m.log()
+    );
+    let status = d
+        .exited_within(Duration::from_secs(15))
+        .expect("the activated daemon did not exit when idle");
+    assert!(status.success(), "{status}: {}", d.stderr());
+    assert!(m.log().contains("exits: idle for 1 s"), "{}", m.log());
+    // The socket is the manager's: the daemon leaves it.
+    assert!(socket.exists());
+}

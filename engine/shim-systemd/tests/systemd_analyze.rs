@@ -132,3 +132,40 @@ fn split_dumped(line: &str) -> Option<Vec<String>> {
         words.push(word);
     }
 }
+
+#[test]
+fn systemd_accepts_the_daemon_and_its_socket() {
+    let probe = Command::new("systemd-analyze").arg("--version").output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("systemd-analyze not installed: unit files not checked by systemd");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let units = tmp.path().join("units");
+    let mut config = SystemdConfig::new(&units);
+    config.name = "upkeep-verify-daemon".into();
+    let shim = SystemdShim::new(config);
+    let exe = ["/usr/bin/true", "/bin/true"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("true(1)");
+    let args: Vec<String> = ["daemon", "--root", "/var/lib/upkeep"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    shim.register_service(exe, &args).unwrap();
+    let output = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(units.join("upkeep-verify-daemon.socket"))
+        .arg(units.join("upkeep-verify-daemon.service"))
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "systemd-analyze verify: {log}");
+    let dir = units.display().to_string();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.starts_with(&dir)).collect();
+    assert!(
+        warnings.is_empty(),
+        "systemd-analyze verify warned: {warnings:#?}"
+    );
+}
