@@ -588,3 +588,72 @@ fn a_socket_from_the_service_manager_is_served_and_the_daemon_exits_when_idle() 
     // The socket is the manager's: the daemon leaves it.
     assert!(socket.exists());
 }
+
+#[test]
+fn a_per_user_daemon_serves_its_own_user_only() {
+    let Some((user, uid)) = other_user() else {
+        eprintln!("skipped: needs root to create and act as a second user");
+        return;
+    };
+    let m = Machine::new();
+    // The state root belongs to the user; the user runs its daemon.
+    let chown = Command::new("chown")
+        .arg("-R")
+        .arg(&user)
+        .arg(&m.root)
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    open_up(&m.root);
+    open_up(support::upkeep_bin());
+    let exe = m.root.join(format!("versions/{VERSION}/upkeep"));
+    // setpriv executes the daemon in its place (runuser would stay its parent).
+    let child = Command::new("setpriv")
+        .arg(format!("--reuid={user}"))
+        .arg(format!("--regid={user}"))
+        .arg("--clear-groups")
+        .arg(&exe)
+        .arg("daemon")
+        .arg("--root")
+        .arg(&m.root)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(m.w.path("user-daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut d = Daemon {
+        child,
+        log: m.w.path("user-daemon.log"),
+    };
+    let socket = m.root.join(format!("versions/{VERSION}/ipc.sock"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "no socket: {}", d.stderr());
+        assert!(d.child.try_wait().unwrap().is_none(), "{}", d.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "a per-user socket is its owner's only");
+    // Root connects (the mode does not stop root) and is refused all the same.
+    let answer = exchange(&m.socket(), b"{\"op\":\"status\"}\n").unwrap();
+    assert_eq!(answer["ok"], false, "{answer}");
+    let why = format!("refused: this daemon serves uid {uid} only; uid 0 asked for status");
+    assert_eq!(answer["error"], why.as_str(), "{answer}");
+    let out = m.cli(&["status"]);
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(text(&out.stderr).contains(&why), "{}", both(&out));
+    assert!(m.log().contains(&why), "{}", m.log());
+    // Its own user is served.
+    let out = Command::new("runuser")
+        .args(["-u", &user, "--"])
+        .arg(support::upkeep_bin())
+        .args(["status", "--json", "--root"])
+        .arg(&m.root)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_str(&expect_ok(&out)).unwrap();
+    assert_eq!(status["ipc"]["daemon"]["pid"], d.child.id(), "{status:#}");
+    let _ = d.exited_within(Duration::ZERO);
+}
