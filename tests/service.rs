@@ -89,11 +89,25 @@ impl Machine {
         self.cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
-    /// Starts the installed version's daemon and waits until it answers.
-    fn start_daemon(&self, extra: &[&str]) -> Daemon {
+    /// The installed version's socket.
+    fn version_socket(&self) -> PathBuf {
+        self.root.join(format!("versions/{VERSION}/ipc.sock"))
+    }
+
+    /// Runs `<wrapper…> <installed binary> daemon --root <root> <extra…>`,
+    /// its standard error in `<log>`.
+    fn launch(&self, wrapper: &[String], extra: &[&str], log: &str) -> Daemon {
         let exe = self.root.join(format!("versions/{VERSION}/upkeep"));
-        let log = self.w.path("daemon.log");
-        let child = Command::new(&exe)
+        let log = self.w.path(log);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&exe);
+                cmd
+            }
+            None => Command::new(&exe),
+        };
+        let child = cmd
             .env_remove("RUST_LOG")
             .arg("daemon")
             .arg("--root")
@@ -104,7 +118,12 @@ impl Machine {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let mut d = Daemon { child, log };
+        Daemon { child, log }
+    }
+
+    /// Starts the installed version's daemon and waits until it answers.
+    fn start_daemon(&self, extra: &[&str]) -> Daemon {
+        let mut d = self.launch(&[], extra, "daemon.log");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(answer) = exchange(&self.socket(), b"{\"op\":\"ping\",\"v\":1}\n")
@@ -131,6 +150,20 @@ struct Daemon {
 impl Daemon {
     fn stderr(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `socket` exists (the daemon, or its manager, bound it).
+    fn wait_for(&mut self, socket: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "no socket: {}", self.stderr());
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
@@ -422,8 +455,7 @@ fn sigterm_and_the_idle_exit_stop_the_daemon_cleanly() {
         "{}",
         m.log()
     );
-    let socket = m.root.join(format!("versions/{VERSION}/ipc.sock"));
-    assert!(!socket.exists(), "the socket is left behind");
+    assert!(!m.version_socket().exists(), "the socket is left behind");
 
     let mut d = m.start_daemon(&["--idle-exit", "1"]);
     let status = d
@@ -546,30 +578,16 @@ fn a_socket_from_the_service_manager_is_served_and_the_daemon_exits_when_idle() 
     let mut config = std::fs::read_to_string(m.root.join("config.toml")).unwrap();
     config.push_str("\n[service]\nidle_exit_seconds = 1\n");
     std::fs::write(m.root.join("config.toml"), config).unwrap();
-    let socket = m.root.join(format!("versions/{VERSION}/ipc.sock"));
-    let exe = m.root.join(format!("versions/{VERSION}/upkeep"));
+    let socket = m.version_socket();
     // The stand-in service manager binds the socket, and on the first
     // connection starts the daemon with it (LISTEN_FDS, LISTEN_PID).
-    let child = Command::new("systemd-socket-activate")
-        .arg("--listen")
-        .arg(&socket)
-        .arg(&exe)
-        .arg("daemon")
-        .arg("--root")
-        .arg(&m.root)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(m.w.path("activate.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let log = m.w.path("activate.log");
-    let mut d = Daemon { child, log };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "no socket: {}", d.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let wrapper = [
+        "systemd-socket-activate".to_owned(),
+        "--listen".to_owned(),
+        socket.display().to_string(),
+    ];
+    let mut d = m.launch(&wrapper, &[], "activate.log");
+    d.wait_for(&socket);
     let answer = exchange(&m.socket(), b"{\"op\":\"ping\"}\n").unwrap();
     assert_eq!(answer["ok"], true, "{answer}");
     assert_eq!(answer["pid"], d.child.id(), "{answer}");
@@ -606,33 +624,16 @@ fn a_per_user_daemon_serves_its_own_user_only() {
     assert!(chown.success());
     open_up(&m.root);
     open_up(support::upkeep_bin());
-    let exe = m.root.join(format!("versions/{VERSION}/upkeep"));
     // setpriv executes the daemon in its place (runuser would stay its parent).
-    let child = Command::new("setpriv")
-        .arg(format!("--reuid={user}"))
-        .arg(format!("--regid={user}"))
-        .arg("--clear-groups")
-        .arg(&exe)
-        .arg("daemon")
-        .arg("--root")
-        .arg(&m.root)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(m.w.path("user-daemon.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut d = Daemon {
-        child,
-        log: m.w.path("user-daemon.log"),
-    };
-    let socket = m.root.join(format!("versions/{VERSION}/ipc.sock"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "no socket: {}", d.stderr());
-        assert!(d.child.try_wait().unwrap().is_none(), "{}", d.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let wrapper = [
+        "setpriv".to_owned(),
+        format!("--reuid={user}"),
+        format!("--regid={user}"),
+        "--clear-groups".to_owned(),
+    ];
+    let mut d = m.launch(&wrapper, &[], "user-daemon.log");
+    let socket = m.version_socket();
+    d.wait_for(&socket);
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "a per-user socket is its owner's only");
     // Root connects (the mode does not stop root) and is refused all the same.

@@ -102,6 +102,17 @@ impl Demo {
         self.work.join(rel)
     }
 
+    /// Shows the last line of `<state>/upkeep.log` that contains `needle`,
+    /// without its time and pid.
+    fn note_log(&self, state: &Path, needle: &str) {
+        let log = std::fs::read_to_string(state.join(upkeep_core::lifecycle::LOG_FILE))
+            .unwrap_or_default();
+        if let Some(line) = log.lines().rev().find(|l| l.contains(needle)) {
+            let line = line.split_once("] ").map_or(line, |(_, l)| l);
+            self.note(&format!("upkeep.log: {line}"));
+        }
+    }
+
     /// Runs `upkeep ARGS`, shows its stdout indented, fails with its stderr.
     fn upkeep(&self, args: &[&std::ffi::OsStr], show: bool) -> Result<String> {
         let out = Command::new(&self.exe)
@@ -254,17 +265,7 @@ fn stop_service(d: &Demo, state: &Path, mut service: Service) -> Result<()> {
         .context("cannot signal the daemon")?;
     let status = child.wait().context("waiting for the daemon")?;
     d.note(&format!("the daemon ended: {status}"));
-    if let Some(line) = std::fs::read_to_string(state.join("upkeep.log"))
-        .unwrap_or_default()
-        .lines()
-        .rev()
-        .find(|l| l.contains(" exits: "))
-    {
-        d.note(&format!(
-            "upkeep.log: {}",
-            line.split_once("] ").map_or(line, |(_, l)| l)
-        ));
-    }
+    d.note_log(state, " exits: ");
     Ok(())
 }
 
@@ -446,17 +447,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     update(&d)?;
     d.note(&format!("the app says: {}", run_hello(&install)?));
-    if let Some(line) = std::fs::read_to_string(state.join("upkeep.log"))
-        .unwrap_or_default()
-        .lines()
-        .rev()
-        .find(|l| l.contains("update served over IPC"))
-    {
-        d.note(&format!(
-            "upkeep.log: {}",
-            line.split_once("] ").map_or(line, |(_, l)| l)
-        ));
-    }
+    d.note_log(&state, "update served over IPC");
     let link = std::fs::read_link(install.join("current"))
         .with_context(|| format!("reading {}", install.join("current").display()))?;
     d.note(&format!(
