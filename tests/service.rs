@@ -332,6 +332,11 @@ fn hostile_frames_and_vanishing_clients_change_nothing_and_the_daemon_serves_on(
         "unknown or malformed request",
     );
     refused(b"{\"op\":\"cancel\"}\n", "nothing is in flight");
+    refused(
+        br#"{"op":"register","registration":{"app":"x","version":"1","install_dir":"rel/x","installer":"/p.wasm"}}
+"#,
+        "rel/x is a relative path",
+    );
     let mut big = vec![b' '; 70 * 1024];
     big.push(b'\n');
     refused(&big, "longer than");

@@ -361,7 +361,19 @@ fn run_op(client: &Client, request: Request, relay: &mut Relay<UnixStream>) -> R
             }
             Ok(rendered)
         }
-        Request::Register { registration } => ops::register(client, *registration, relay),
+        Request::Register { registration } => {
+            let r = &*registration;
+            let paths = [Some(&r.install_dir), Some(&r.installer)]
+                .into_iter()
+                .chain([r.existence.as_ref(), r.post_install_check.as_ref()]);
+            if let Some(relative) = paths.flatten().find(|p| !p.is_absolute()) {
+                anyhow::bail!(
+                    "refused: {} is a relative path; a registration sent to the daemon names absolute paths",
+                    relative.display()
+                );
+            }
+            ops::register(client, *registration, relay)
+        }
         Request::Rollback { app } => ops::rollback(client, &app, relay),
         Request::Remove { app } => ops::remove(client, &app, relay),
         other => anyhow::bail!("{} is not an operation of its own", other.name()),
