@@ -599,7 +599,7 @@ fn a_socket_from_the_service_manager_is_served_and_the_daemon_exits_when_idle() 
     let status = expect_ok(&m.cli(&["status"]));
     assert!(status.contains("answers"), "{status}");
     assert!(
-        m.log().contains("(socket from the service manager)"),
+        m.log().contains("socket from the service manager"),
         "{}",
         m.log()
     );
@@ -662,4 +662,78 @@ fn a_per_user_daemon_serves_its_own_user_only() {
     let status: Value = serde_json::from_str(&expect_ok(&out)).unwrap();
     assert_eq!(status["ipc"]["daemon"]["pid"], d.child.id(), "{status:#}");
     let _ = d.exited_within(Duration::ZERO);
+}
+
+#[test]
+fn a_waiting_version_serves_its_own_binary_its_lifecycle_step_and_nobody_else() {
+    let m = Machine::new();
+    let _active = m.start_daemon(&[]);
+    // A newer version installed side by side, not active yet.
+    let next = "9.9.9";
+    let dir = m.root.join(format!("versions/{next}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("upkeep");
+    std::fs::copy(m.root.join(format!("versions/{VERSION}/upkeep")), &exe).unwrap();
+    let child = Command::new(&exe)
+        .env_remove("RUST_LOG")
+        .args(["daemon", "--root"])
+        .arg(&m.root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(m.w.path("next-daemon.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut next_daemon = Daemon {
+        child,
+        log: m.w.path("next-daemon.log"),
+    };
+    let internal = dir.join("internal.sock");
+    next_daemon.wait_for(&internal);
+    assert!(
+        !dir.join("ipc.sock").exists(),
+        "a waiting version serves no UpdateService"
+    );
+    let mode = std::fs::metadata(&internal).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // Another binary (this test) is refused, and nothing runs.
+    let answer = exchange(&internal, b"{\"op\":\"run\",\"v\":1}\n").unwrap();
+    assert_eq!(answer["ok"], false, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.contains("serves its own binary") && error.contains(next),
+        "{error}"
+    );
+    assert!(m.log().contains("(internal): refused:"), "{}", m.log());
+    assert!(!m.log().contains("run served over internal IPC"));
+    // Its own binary's wake goes through it: the step qualifies and
+    // activates the version (no [qualification] is configured).
+    let out = Command::new(&exe)
+        .env_remove("RUST_LOG")
+        .args(["wake", "--root"])
+        .arg(&m.root)
+        .output()
+        .unwrap();
+    let all = both(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(
+        all.contains(&format!("{next}: activated (was {VERSION})")),
+        "{all}"
+    );
+    let served = format!(
+        "run served over internal IPC by {next} (pid {}): exit 0",
+        next_daemon.child.id()
+    );
+    assert!(m.log().contains(&served), "{served:?} not in:\n{}", m.log());
+    // Active now, it leaves to be started again as the UpdateService.
+    let status = next_daemon
+        .exited_within(Duration::from_secs(15))
+        .expect("the internal-only daemon did not leave once active");
+    assert!(status.success(), "{status}: {}", next_daemon.stderr());
+    assert!(
+        m.log().contains(&format!(
+            "exits: {next} is active now; start the daemon again"
+        )),
+        "{}",
+        m.log()
+    );
 }

@@ -146,7 +146,10 @@ pub fn wake(args: WakeArgs) -> Result<ExitCode> {
     let in_process = args.in_process
         || std::env::var_os(WAKE_IN_PROCESS_ENV).is_some_and(|v| !v.is_empty() && v != "0");
     #[cfg(unix)]
-    if !in_process && let Some(code) = wake_through_daemon(&root, args.now, args.json) {
+    if !in_process
+        && let Some(code) =
+            wake_through_internal(&root).or_else(|| wake_through_daemon(&root, args.now, args.json))
+    {
         // The daemon's child did the work and its output is printed: end
         // with its exit status, whatever it is.
         let _ = std::io::stdout().flush();
@@ -185,6 +188,49 @@ pub fn wake(args: WakeArgs) -> Result<ExitCode> {
         reexec(exe, version)?;
     }
     Ok(code)
+}
+
+/// A version that is installed but not active asks its own daemon's
+/// UpdateServiceInternal (`versions/<v>/internal.sock`) to run its
+/// lifecycle step, and prints what it printed. `None` when this binary is
+/// not such a version or no daemon of its own answers.
+#[cfg(unix)]
+fn wake_through_internal(root: &Path) -> Option<i32> {
+    use upkeep_client::ipc::{self, CallError, InternalRequest};
+    let exe = std::env::current_exe().ok()?;
+    let (installed, own) = upkeep_client::lifecycle::own_version(Some(&exe));
+    if installed.is_none_or(|i| i.root != root) {
+        return None;
+    }
+    let prefs = upkeep_core::state::Prefs::load(&root.join(upkeep_core::state::PREFS_FILE)).ok()?;
+    if prefs.active_version.as_ref() == Some(&own) {
+        return None;
+    }
+    let socket = lifecycle::internal_socket_path(root, &own);
+    if !socket.exists() {
+        return None;
+    }
+    match ipc::run(
+        &socket,
+        &InternalRequest::Run {},
+        &mut upkeep_client::NullObserver,
+    ) {
+        Ok(reply) => {
+            let _ = std::io::stdout().write_all(reply.stdout.as_bytes());
+            let _ = std::io::stderr().write_all(reply.stderr.as_bytes());
+            Some(reply.code)
+        }
+        Err(CallError::NoDaemon(e)) => {
+            tracing::debug!(socket = %socket.display(), error = %e, "no daemon of this version answers");
+            None
+        }
+        Err(e) => {
+            eprintln!(
+                "upkeep: warning: the internal service of {own} did not run the step ({e}); going on without it"
+            );
+            None
+        }
+    }
 }
 
 /// Asks the daemon behind `<root>/ipc.sock` to run the wake and prints

@@ -9,6 +9,8 @@
 //!   (`[service] admin_group`).
 //! - An operation in flight may be cancelled by whoever started it and by
 //!   anyone allowed to administer.
+//! - UpdateServiceInternal (a version's own lifecycle) answers only its own
+//!   uid running that version's binary.
 //!
 //! Every refusal is a [`Refusal`]; none changes state.
 
@@ -58,6 +60,25 @@ pub enum Refusal {
         uid: u32,
         /// The admin group, if one is configured.
         group: Option<String>,
+    },
+    /// UpdateServiceInternal asked by another uid or another binary.
+    #[error(
+        "refused: the internal service of this version serves its own binary ({}) as uid {owner}; \
+         uid {uid} running {} asked for {op}",
+        own.display(),
+        exe.as_ref().map_or("an unknown program".to_owned(), |e| e.display().to_string())
+    )]
+    NotThisVersion {
+        /// The operation.
+        op: &'static str,
+        /// The caller.
+        uid: u32,
+        /// What the caller runs, if it could be read.
+        exe: Option<std::path::PathBuf>,
+        /// The daemon's uid.
+        owner: u32,
+        /// The daemon's binary.
+        own: std::path::PathBuf,
     },
     /// A cancel of somebody else's operation.
     #[error(
@@ -111,6 +132,31 @@ impl AccessPolicy {
                 group: self.admin_group.as_ref().map(|g| g.name.clone()),
             }),
         }
+    }
+
+    /// Whether `peer` may send `op` to UpdateServiceInternal: its own uid,
+    /// running the binary `own_exe` (the same version's).
+    pub fn check_internal(
+        &self,
+        peer: &Peer,
+        op: &'static str,
+        own_exe: &std::path::Path,
+    ) -> Result<(), Refusal> {
+        let exe = peer.exe().ok();
+        let same = |a: &std::path::Path| {
+            let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+            canonical(a).is_some_and(|a| Some(a) == canonical(own_exe))
+        };
+        if peer.uid == self.owner && exe.as_deref().is_some_and(same) {
+            return Ok(());
+        }
+        Err(Refusal::NotThisVersion {
+            op,
+            uid: peer.uid,
+            exe,
+            owner: self.owner,
+            own: own_exe.to_path_buf(),
+        })
     }
 
     /// Whether `peer` may cancel operation `op` that uid `starter` started.
@@ -176,6 +222,29 @@ mod tests {
         let mut member = peer(1000);
         member.gid = 4242;
         assert!(p.check(&member, "register", Access::Admin).is_ok());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_internal_service_answers_its_own_binary_only() {
+        let p = AccessPolicy {
+            owner: crate::peer::own_uid(),
+            admin_group: None,
+        };
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let me = Peer::of(&a).unwrap();
+        let this = std::env::current_exe().unwrap();
+        assert!(p.check_internal(&me, "run", &this).is_ok());
+        let refused = p
+            .check_internal(&me, "run", std::path::Path::new("/usr/bin/true"))
+            .unwrap_err();
+        assert!(
+            matches!(refused, Refusal::NotThisVersion { .. }),
+            "{refused}"
+        );
+        let mut other = me;
+        other.uid += 1;
+        assert!(p.check_internal(&other, "run", &this).is_err());
     }
 
     #[test]

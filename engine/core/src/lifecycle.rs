@@ -46,6 +46,8 @@ pub const LOG_FILE: &str = "upkeep.log";
 /// stable endpoint in the state root: a symlink to the active version's
 /// socket, `<root>/ipc.sock -> versions/<active>/ipc.sock`.
 pub const IPC_SOCKET: &str = "ipc.sock";
+/// The file name of a version's UpdateServiceInternal socket.
+pub const INTERNAL_SOCKET: &str = "internal.sock";
 
 /// Why a lifecycle step failed.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +151,12 @@ pub fn binary_path(root: &Path, version: &Version) -> PathBuf {
 /// The socket the daemon of updater version `version` listens on.
 pub fn ipc_socket_path(root: &Path, version: &Version) -> PathBuf {
     appdir::version_dir(root, version).join(IPC_SOCKET)
+}
+
+/// The socket of updater version `version`'s UpdateServiceInternal: its
+/// own lifecycle, for its own binary only.
+pub fn internal_socket_path(root: &Path, version: &Version) -> PathBuf {
+    appdir::version_dir(root, version).join(INTERNAL_SOCKET)
 }
 
 /// The stable endpoint clients connect to: `<root>/ipc.sock`, a symlink

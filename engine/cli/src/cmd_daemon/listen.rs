@@ -21,7 +21,7 @@ use upkeep_core::state::{PREFS_FILE, Prefs};
 use upkeep_core::version::Version;
 
 use super::DaemonArgs;
-use super::serve::{Daemon, serve};
+use super::serve::{Daemon, Endpoints, serve, serve_internal};
 use crate::ExitCode;
 
 /// How often an idle daemon checks that it is still wanted.
@@ -68,31 +68,45 @@ pub(super) fn run(args: DaemonArgs) -> Result<ExitCode> {
         );
     }
     let prefs = Prefs::load(&root.join(PREFS_FILE))?;
-    if prefs.active_version.as_ref() != Some(&own) {
-        bail!(
-            "upkeep {own} is not the active version in {} (active: {}); only the active version's daemon serves",
-            root.display(),
-            prefs
-                .active_version
-                .as_ref()
-                .map_or("none".to_owned(), ToString::to_string)
-        );
-    }
+    let active = prefs.active_version.as_ref() == Some(&own);
     let service = service_config(&root, args.state.config.as_deref());
     let owner = own_uid();
     let policy = AccessPolicy {
         owner,
         admin_group: admin_group(&root, service.admin_group.as_deref()),
     };
+    // UpdateServiceInternal: every version, its own binary only.
+    let internal_socket = lifecycle::internal_socket_path(&root, &own);
+    let (internal, _internal_bound) = bind(&internal_socket, 0o600)?;
+    let mut wakers = vec![
+        internal
+            .try_clone()
+            .context("cannot keep a handle on the socket")?,
+    ];
+    // UpdateService: the active version only.
     let socket = lifecycle::ipc_socket_path(&root, &own);
-    let handed = handed_socket()?;
-    let activated = handed.is_some();
-    let (listener, _bound) = match handed {
-        Some(listener) => (listener, None),
-        None => {
-            let (listener, bound) = bind(&socket, policy.is_system())?;
-            (listener, Some(bound))
+    let mut activated = false;
+    let mut _bound = None;
+    let listener = if active {
+        match handed_socket()? {
+            Some(listener) => {
+                activated = true;
+                Some(listener)
+            }
+            None => {
+                let mode = if policy.is_system() { 0o666 } else { 0o600 };
+                let (listener, bound) = bind(&socket, mode)?;
+                _bound = Some(bound);
+                wakers.push(
+                    listener
+                        .try_clone()
+                        .context("cannot keep a handle on the socket")?,
+                );
+                Some(listener)
+            }
         }
+    } else {
+        None
     };
     let idle_exit = match args.idle_exit {
         Some(0) => None,
@@ -103,73 +117,62 @@ pub(super) fn run(args: DaemonArgs) -> Result<ExitCode> {
         },
         None => None,
     };
-    let waker = if activated {
-        None
-    } else {
-        Some(
-            listener
-                .try_clone()
-                .context("cannot keep a handle on the socket")?,
-        )
-    };
     let d = Arc::new(Daemon::new(
         root,
         args.state.config,
         own,
         exe,
         policy,
-        socket.clone(),
-        waker,
+        Endpoints {
+            socket: active.then(|| socket.clone()),
+            wakers,
+        },
     ));
+    let serving = if active {
+        format!(
+            "{} (UpdateService{}) and {} (internal)",
+            socket.display(),
+            if activated {
+                ", socket from the service manager"
+            } else {
+                ""
+            },
+            internal_socket.display()
+        )
+    } else {
+        format!(
+            "{} (internal only: {} is not the active version)",
+            internal_socket.display(),
+            d.own
+        )
+    };
     log(
         &d.root,
         &format!(
-            "daemon {} (pid {}, uid {owner}) listening on {}{}",
-            d.own,
-            d.pid,
-            socket.display(),
-            if activated {
-                " (socket from the service manager)"
-            } else {
-                ""
-            }
+            "daemon {} (pid {}, uid {owner}) listening on {serving}",
+            d.own, d.pid
         ),
     );
     eprintln!(
-        "upkeep {}: daemon listening on {} (pid {})",
-        d.own,
-        socket.display(),
-        d.pid
+        "upkeep {}: daemon listening on {serving} (pid {})",
+        d.own, d.pid
     );
     watch_signals();
     let watcher = {
         let d = d.clone();
-        std::thread::spawn(move || watch(&d, idle_exit))
+        std::thread::spawn(move || watch(&d, idle_exit, active))
     };
-    let why = loop {
-        if let Some(why) = d.stopping() {
-            break why;
+    let why = match listener {
+        Some(listener) => {
+            let internal_loop = {
+                let d = d.clone();
+                std::thread::spawn(move || accept_loop(&d, &internal, serve_internal))
+            };
+            let why = accept_loop(&d, &listener, serve);
+            drop(internal_loop);
+            why
         }
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Some(why) = d.stopping() {
-                    break why;
-                }
-                d.touch();
-                if d.connections() >= MAX_CONNECTIONS {
-                    super::serve::refuse_busy(stream);
-                    continue;
-                }
-                let entered = d.enter();
-                std::thread::spawn(move || serve(&entered.0, stream));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) if d.stopping().is_some() => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot accept a connection");
-                std::thread::sleep(ACCEPT_RETRY);
-            }
-        }
+        None => accept_loop(&d, &internal, serve_internal),
     };
     drop(watcher);
     // An operation in flight stops at its next safe point; wait for it.
@@ -191,9 +194,39 @@ pub(super) fn run(args: DaemonArgs) -> Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
+/// Accepts on `listener`, each connection served by `serve` on a thread of
+/// its own, until the daemon stops; returns why it stopped.
+fn accept_loop(d: &Arc<Daemon>, listener: &UnixListener, serve: fn(&Daemon, UnixStream)) -> String {
+    loop {
+        if let Some(why) = d.stopping() {
+            return why;
+        }
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if let Some(why) = d.stopping() {
+                    return why;
+                }
+                d.touch();
+                if d.connections() >= MAX_CONNECTIONS {
+                    super::serve::refuse_busy(stream);
+                    continue;
+                }
+                let entered = d.enter();
+                std::thread::spawn(move || serve(&entered.0, stream));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) if d.stopping().is_some() => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a connection");
+                std::thread::sleep(ACCEPT_RETRY);
+            }
+        }
+    }
+}
+
 /// The watcher: stops the daemon once it is unwanted, signalled, or idle
 /// for `idle_exit`.
-fn watch(d: &Daemon, idle_exit: Option<Duration>) {
+fn watch(d: &Daemon, idle_exit: Option<Duration>, active: bool) {
     let mut last_check = Instant::now();
     loop {
         if d.stopping().is_some() {
@@ -208,7 +241,7 @@ fn watch(d: &Daemon, idle_exit: Option<Duration>) {
             Some(format!("idle for {} s", idle.as_secs()))
         } else if last_check.elapsed() >= CHECK_EVERY {
             last_check = Instant::now();
-            unwanted(&d.root, &d.own)
+            unwanted(&d.root, &d.own, active)
         } else {
             None
         };
@@ -323,11 +356,12 @@ fn handed_socket() -> Result<Option<UnixListener>> {
     Ok(Some(listener))
 }
 
-/// Binds `socket`, replacing a stale socket file (one nothing answers
-/// on); refuses when a daemon already listens there. A system daemon's
-/// socket is open to every local user (the access rules decide per
-/// request); a per-user daemon's to its owner only.
-fn bind(socket: &Path, system: bool) -> Result<(UnixListener, Bound)> {
+/// Binds `socket` with `mode`, replacing a stale socket file (one nothing
+/// answers on); refuses when a daemon already listens there. A system
+/// daemon's UpdateService socket is open to every local user (the access
+/// rules decide per request); a per-user daemon's, and every internal
+/// one, to the owner only.
+fn bind(socket: &Path, mode: u32) -> Result<(UnixListener, Bound)> {
     let listener = match UnixListener::bind(socket) {
         Ok(l) => l,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
@@ -343,7 +377,6 @@ fn bind(socket: &Path, system: bool) -> Result<(UnixListener, Bound)> {
             return Err(e).with_context(|| format!("cannot listen on {}", socket.display()));
         }
     };
-    let mode = if system { 0o666 } else { 0o600 };
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
     let meta = std::fs::symlink_metadata(socket)
@@ -355,17 +388,22 @@ fn bind(socket: &Path, system: bool) -> Result<(UnixListener, Bound)> {
     Ok((listener, bound))
 }
 
-/// Why the daemon should stop, if it should: it is no longer the active
-/// version, its version directory is gone, or upkeep is being
-/// uninstalled. Unreadable prefs keep it running (the next look may
-/// succeed; commands report the damage).
-pub(super) fn unwanted(root: &Path, own: &Version) -> Option<String> {
+/// Why the daemon should stop, if it should: its version directory is
+/// gone, upkeep is being uninstalled, or its role changed (the `active`
+/// daemon's version is no longer active; an internal-only daemon's version
+/// became active, and must start again to serve UpdateService).
+/// Unreadable prefs keep it running (the next look may succeed; commands
+/// report the damage).
+pub(super) fn unwanted(root: &Path, own: &Version, active: bool) -> Option<String> {
     if !lifecycle::binary_path(root, own).is_file() {
         return Some(format!("{own} is no longer installed"));
     }
     match Prefs::load(&root.join(PREFS_FILE)) {
         Ok(p) if p.uninstalling => Some("upkeep is being uninstalled".to_owned()),
-        Ok(p) if p.active_version.as_ref() != Some(own) => Some(format!(
+        Ok(p) if !active && p.active_version.as_ref() == Some(own) => Some(format!(
+            "{own} is active now; start the daemon again to serve UpdateService"
+        )),
+        Ok(p) if active && p.active_version.as_ref() != Some(own) => Some(format!(
             "{} is active",
             p.active_version
                 .as_ref()

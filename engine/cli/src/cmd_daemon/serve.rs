@@ -14,7 +14,9 @@ use anyhow::Result;
 use serde_json::{Value, json};
 use upkeep_client::Client;
 use upkeep_client::access::AccessPolicy;
-use upkeep_client::ipc::{self, LineError, LineReader, PROTOCOL, Relay, Request, parse_request};
+use upkeep_client::ipc::{
+    self, InternalRequest, LineError, LineReader, PROTOCOL, Relay, Request, parse_request,
+};
 use upkeep_client::peer::Peer;
 use upkeep_client::statelog::log;
 use upkeep_core::cancel::Cancel;
@@ -26,6 +28,15 @@ use crate::render::Rendered;
 /// How long a client has to send its request line, and each write of an
 /// answer or event may take.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where the daemon listens.
+pub(super) struct Endpoints {
+    /// UpdateService's socket, when this is the active version's daemon.
+    pub(super) socket: Option<PathBuf>,
+    /// Handles on the listening sockets this daemon bound, to end their
+    /// accepts with (not one the service manager owns).
+    pub(super) wakers: Vec<UnixListener>,
+}
 
 /// The state-changing operation in flight.
 struct Running {
@@ -42,10 +53,7 @@ pub(super) struct Daemon {
     exe: PathBuf,
     pub(super) pid: u32,
     policy: AccessPolicy,
-    socket: PathBuf,
-    /// A handle on the listening socket this daemon bound, to end the
-    /// accept with (`None` for a socket the service manager owns).
-    waker: Option<UnixListener>,
+    endpoints: Endpoints,
     /// Held by the state-changing operation in flight.
     writer: Mutex<()>,
     running: Mutex<Option<Running>>,
@@ -74,8 +82,7 @@ impl Daemon {
         own: Version,
         exe: PathBuf,
         policy: AccessPolicy,
-        socket: PathBuf,
-        waker: Option<UnixListener>,
+        endpoints: Endpoints,
     ) -> Self {
         Self {
             root,
@@ -84,8 +91,7 @@ impl Daemon {
             exe,
             pid: std::process::id(),
             policy,
-            socket,
-            waker,
+            endpoints,
             writer: Mutex::new(()),
             running: Mutex::new(None),
             connections: AtomicUsize::new(0),
@@ -123,27 +129,29 @@ impl Daemon {
         lock(&self.stop).clone()
     }
 
-    /// Stops the daemon: the accept loop ends, woken by shutting the
-    /// socket this daemon bound down (its file may be gone already, with
-    /// its version directory) or, for one the service manager owns, by a
-    /// connection of our own.
+    /// Stops the daemon: the accept loops end, woken by shutting the
+    /// sockets this daemon bound down (their files may be gone already,
+    /// with their version directory) and, for one the service manager
+    /// owns, by a connection of our own.
     pub(super) fn stop(&self, why: String) {
         let mut slot = lock(&self.stop);
         if slot.is_none() {
             *slot = Some(why);
         }
         drop(slot);
-        match &self.waker {
-            Some(listener) => {
-                if let Err(e) = rustix::net::shutdown(listener, rustix::net::Shutdown::Both) {
-                    tracing::debug!(error = %e, "cannot shut the socket down; connecting instead");
-                    let _ = UnixStream::connect(&self.socket);
-                }
-            }
-            None => {
-                let _ = UnixStream::connect(&self.socket);
+        for listener in &self.endpoints.wakers {
+            if let Err(e) = rustix::net::shutdown(listener, rustix::net::Shutdown::Both) {
+                tracing::debug!(error = %e, "cannot shut a socket down");
             }
         }
+        if let Some(socket) = &self.endpoints.socket {
+            let _ = UnixStream::connect(socket);
+        }
+    }
+
+    /// Whether this daemon serves UpdateService (it is the active version's).
+    pub(super) fn serves_update_service(&self) -> bool {
+        self.endpoints.socket.is_some()
     }
 
     /// Raises the cancel flag of the operation in flight; whether there
@@ -258,6 +266,80 @@ pub(super) fn serve(d: &Daemon, stream: UnixStream) {
     send(&mut reader, &reply);
 }
 
+/// Serves one connection of UpdateServiceInternal: this version's own
+/// binary, as this uid, may ping it and have it run its lifecycle step.
+pub(super) fn serve_internal(d: &Daemon, stream: UnixStream) {
+    if let Err(e) = stream.set_write_timeout(Some(CLIENT_TIMEOUT)) {
+        tracing::warn!(error = %e, "cannot set up a connection");
+        return;
+    }
+    let peer = Peer::of(&stream);
+    let mut reader = LineReader::new(stream);
+    let deadline = Some(Instant::now() + CLIENT_TIMEOUT);
+    let line = match reader.read_line(ipc::MAX_REQUEST, deadline) {
+        Ok(Some(line)) => line,
+        Ok(None) => return,
+        Err(e) => {
+            send(&mut reader, &refuse(format!("request refused: {e}")));
+            return;
+        }
+    };
+    let request = match ipc::parse::<InternalRequest>(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            send(&mut reader, &refuse(e));
+            return;
+        }
+    };
+    let checked = peer
+        .map_err(|e| format!("refused: cannot read the caller's credentials: {e}"))
+        .and_then(|p| {
+            d.policy
+                .check_internal(&p, ipc::Op::name(&request), &d.exe)
+                .map(|()| p)
+                .map_err(|r| r.to_string())
+        });
+    let peer = match checked {
+        Ok(p) => p,
+        Err(why) => {
+            log(&d.root, &format!("daemon {} (internal): {why}", d.own));
+            send(&mut reader, &refuse(why));
+            return;
+        }
+    };
+    let reply = match request {
+        InternalRequest::Ping {} => json!({
+            "ok": true, "version": d.own.to_string(), "pid": d.pid,
+            "protocol": PROTOCOL, "service": "internal",
+        }),
+        InternalRequest::Run {} => {
+            let _writer = lock(&d.writer);
+            let result = wake(d, false, false);
+            log(
+                &d.root,
+                &format!(
+                    "run served over internal IPC by {} (pid {}): {} (uid {})",
+                    d.own,
+                    d.pid,
+                    match &result {
+                        Ok((code, _)) => format!("exit {code}"),
+                        Err(e) => format!("failed: {e:#}"),
+                    },
+                    peer.uid
+                ),
+            );
+            match result {
+                Ok((_, reply)) => reply,
+                Err(e) => refuse(format!("{e:#}")),
+            }
+        }
+    };
+    send(&mut reader, &reply);
+    if let Some(why) = super::listen::unwanted(&d.root, &d.own, d.serves_update_service()) {
+        d.stop(why);
+    }
+}
+
 fn send(reader: &mut LineReader, value: &Value) {
     if let Err(e) = ipc::write_line(reader.stream(), value) {
         tracing::debug!(error = %e, "cannot answer a client");
@@ -343,7 +425,7 @@ fn exclusive(d: &Daemon, peer: &Peer, request: Request, reader: &mut LineReader)
             peer.uid
         ),
     );
-    if let Some(why) = super::listen::unwanted(&d.root, &d.own) {
+    if let Some(why) = super::listen::unwanted(&d.root, &d.own, d.serves_update_service()) {
         d.stop(why);
     }
     match result {

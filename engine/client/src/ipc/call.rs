@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::frames::{Event, write_line};
 use super::line::{LineReader, MAX_RESPONSE};
-use super::request::Request;
+use super::request::{Op, Request};
 use crate::observer::{NullObserver, Observer};
 
 /// How long a client waits for a ping's answer.
@@ -67,7 +67,7 @@ pub struct OpReply {
 /// each read and write (`None`: as long as the operation runs).
 pub fn call(
     socket: &Path,
-    request: &Request,
+    request: &impl Op,
     timeout: Option<Duration>,
     observer: &mut dyn Observer,
 ) -> Result<Value, CallError> {
@@ -125,7 +125,7 @@ pub fn ping(socket: &Path) -> Result<Pong, CallError> {
 /// handing what it reports on the way to `observer`.
 pub fn run(
     socket: &Path,
-    request: &Request,
+    request: &impl Op,
     observer: &mut dyn Observer,
 ) -> Result<OpReply, CallError> {
     let answer = call(socket, request, None, observer)?;

@@ -31,7 +31,9 @@ pub use call::{CallError, OpReply, PING_TIMEOUT, Pong, call, ping, run};
 pub use frames::{Event, PROGRESS_EVERY, Relay, write_line};
 #[cfg(unix)]
 pub use line::{LineError, LineReader, MAX_REQUEST, MAX_RESPONSE};
-pub use request::{Access, PROTOCOL, Request, RequestError, parse_request};
+pub use request::{
+    Access, InternalRequest, Op, PROTOCOL, Request, RequestError, parse, parse_request,
+};
 
 /// Asks the daemon behind `socket` to run a wake, and waits for it.
 #[cfg(unix)]

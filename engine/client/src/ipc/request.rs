@@ -1,5 +1,7 @@
-//! The requests UpdateService serves, and what each needs of its caller.
+//! The requests UpdateService and UpdateServiceInternal serve, and what
+//! each needs of its caller.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -59,6 +61,49 @@ pub enum Request {
     Cancel {},
 }
 
+/// A request of UpdateServiceInternal: a version's own lifecycle, served
+/// on `versions/<v>/internal.sock` to that version's binary only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum InternalRequest {
+    /// Is the version's daemon there?
+    Ping {},
+    /// Run the version's lifecycle step (qualify and activate it, or, once
+    /// a newer one is active, uninstall it), as its `wake` does, in a child.
+    Run {},
+}
+
+/// What a line on the socket says: an operation with a name, sent with the
+/// protocol version.
+pub trait Op: Serialize {
+    /// The operation's name, as in `"op"`.
+    fn name(&self) -> &'static str;
+
+    /// The request line's JSON: the request and `"v"`.
+    fn to_json(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut value {
+            map.insert("v".to_owned(), Value::from(PROTOCOL));
+        }
+        value
+    }
+}
+
+impl Op for InternalRequest {
+    fn name(&self) -> &'static str {
+        match self {
+            InternalRequest::Ping {} => "ping",
+            InternalRequest::Run {} => "run",
+        }
+    }
+}
+
+impl Op for Request {
+    fn name(&self) -> &'static str {
+        Request::name(self)
+    }
+}
+
 /// What a request needs of the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Access {
@@ -103,15 +148,6 @@ impl Request {
             Request::Ping {} | Request::Status { .. } | Request::Cancel {}
         )
     }
-
-    /// The request line's JSON: the request and `"v"`.
-    pub fn to_json(&self) -> Value {
-        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut value {
-            map.insert("v".to_owned(), Value::from(PROTOCOL));
-        }
-        value
-    }
 }
 
 /// Why a request line was refused before it ran.
@@ -134,8 +170,13 @@ pub enum RequestError {
     Malformed(serde_json::Error),
 }
 
-/// Parses a request line.
+/// Parses a request line of UpdateService.
 pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
+    parse(line)
+}
+
+/// Parses a request line: a JSON object, its `"v"` this protocol's.
+pub fn parse<T: DeserializeOwned>(line: &[u8]) -> Result<T, RequestError> {
     let value: Value = serde_json::from_slice(line).map_err(RequestError::NotJson)?;
     let Value::Object(mut map) = value else {
         return Err(RequestError::NotObject);
@@ -222,6 +263,23 @@ mod tests {
             let line = serde_json::to_vec(&request.to_json()).unwrap();
             assert_eq!(parse_request(&line).unwrap(), request);
         }
+    }
+
+    #[test]
+    fn internal_requests_parse() {
+        assert_eq!(
+            parse::<InternalRequest>(br#"{"op":"run","v":1}"#).unwrap(),
+            InternalRequest::Run {}
+        );
+        assert!(matches!(
+            parse::<InternalRequest>(br#"{"op":"update"}"#),
+            Err(RequestError::Malformed(_))
+        ));
+        let line = serde_json::to_vec(&InternalRequest::Ping {}.to_json()).unwrap();
+        assert_eq!(
+            parse::<InternalRequest>(&line).unwrap(),
+            InternalRequest::Ping {}
+        );
     }
 
     #[test]
