@@ -239,6 +239,12 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
     if let Some(p) = &s.pending_switch {
         println!("pending     {} {} -> {}", p.app, p.from, p.to);
     }
+    if s.outbox.pending > 0 || s.outbox.dropped > 0 {
+        println!(
+            "outbox      {} event(s) waiting ({} for the server), {} dropped by the cap",
+            s.outbox.pending, s.outbox.unacknowledged, s.outbox.dropped
+        );
+    }
     for v in &s.versions {
         println!(
             "version     {} {}{}",

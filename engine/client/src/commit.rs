@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use upkeep_core::appdir;
 use upkeep_core::crash;
 use upkeep_core::lifecycle;
+use upkeep_core::outbox::OutboxEntry;
 use upkeep_core::state::{AppRecord, Prefs, SwitchKind};
 use upkeep_core::version::Version;
 
@@ -29,7 +30,8 @@ pub(crate) enum Committed {
 }
 
 impl Run<'_, '_> {
-    /// Records the installed version `to` of `id`.
+    /// Records the installed version `to` of `id`, with the `events` that
+    /// report it in the same write.
     pub(crate) fn commit(
         &mut self,
         prefs_path: &Path,
@@ -38,6 +40,7 @@ impl Run<'_, '_> {
         record: &AppRecord,
         mut updated: AppRecord,
         to: &Version,
+        events: Vec<OutboxEntry>,
     ) -> Result<Committed, UpdateError> {
         let root = self.env.root;
         let switch_failed = |source| UpdateError::Switch {
@@ -50,13 +53,17 @@ impl Run<'_, '_> {
                 updated.previous_version = Some(record.version.clone());
                 updated.version = to.clone();
                 updated.updated_at = Some(unix_now());
-                lifecycle::replace_binary(prefs_path, prefs, id, updated, binary)
+                lifecycle::replace_binary(prefs_path, prefs, id, updated, binary, events)
                     .map_err(switch_failed)?;
                 remove_old_payloads(root, id, to);
                 return Ok(Committed::Replaced(exe));
             }
-            // The version is recorded when it activates.
+            // The version is recorded when it activates; the pass writes
+            // the record and its events.
             prefs.apps.insert(id.to_owned(), updated);
+            for entry in events {
+                prefs.outbox.push(entry);
+            }
             remove_old_payloads(root, id, to);
             return Ok(Committed::Staged);
         }
@@ -68,7 +75,9 @@ impl Run<'_, '_> {
         updated.version = to.clone();
         updated.updated_at = Some(unix_now());
         updated.previous_version = previous.clone();
-        if let Err(e) = lifecycle::switch_app(prefs_path, prefs, id, SwitchKind::Update, updated) {
+        if let Err(e) =
+            lifecycle::switch_app(prefs_path, prefs, id, SwitchKind::Update, updated, events)
+        {
             let _ = appdir::discard(dir, to);
             return Err(switch_failed(e));
         }

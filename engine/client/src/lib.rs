@@ -30,6 +30,7 @@ mod install;
 pub mod ipc;
 pub mod lifecycle;
 pub mod observer;
+mod outbox;
 mod pass;
 pub mod plugins;
 pub mod recovery;
@@ -45,6 +46,8 @@ pub mod status;
 mod uninstall;
 mod wake;
 
+#[cfg(test)]
+mod outbox_tests;
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]
