@@ -998,6 +998,33 @@ struct Scenario {
     after_crash: CheckFn,
     /// Runs the operation again until done; then checks the end state.
     finish: CheckFn,
+    /// The event the operation reports, which every crash must leave
+    /// delivered once the next runs are done.
+    reported: Option<Reported>,
+}
+
+/// An event (type, from, to) of an app, as the server stores it.
+#[derive(Clone, Copy)]
+struct Reported {
+    app: &'static str,
+    event_type: i64,
+    from: &'static str,
+    to: &'static str,
+}
+
+impl Reported {
+    /// How many of it the server's event store holds.
+    fn stored(&self, m: &Machine) -> usize {
+        m.w.app_events(self.app)
+            .iter()
+            .filter(|e| {
+                e["event_type"] == self.event_type
+                    && e["event_result"] == 1
+                    && e["previous_version"] == self.from
+                    && e["next_version"] == self.to
+            })
+            .count()
+    }
 }
 
 impl Scenario {
@@ -1061,6 +1088,7 @@ impl Scenario {
         }
         for point in &points {
             self.restore();
+            let stored = self.reported.map(|r| r.stored(&self.m));
             let out = (self.run)(&self.m, &[("UPKEEP_CRASH_AT", point.clone())]);
             let all = both(&out);
             assert!(
@@ -1071,9 +1099,41 @@ impl Scenario {
             self.check_consistent(point);
             (self.after_crash)(&self.m);
             (self.finish)(&self.m);
+            if let (Some(reported), Some(before)) = (self.reported, stored) {
+                self.check_delivered(point, reported, before);
+            }
         }
         self.restore();
         points.len()
+    }
+
+    /// The event the crashed run was to report reached the server (in that
+    /// run, the runs of `finish`, or the next update check, which carries
+    /// what is still in the outbox), and nothing is left in the outbox.
+    fn check_delivered(&self, point: &str, reported: Reported, before: usize) {
+        if !self.m.prefs().outbox.entries.is_empty() {
+            let out = self.m.run(support::upkeep_bin(), &["update"]);
+            assert!(
+                out.status.success(),
+                "{}: after a crash at {point}, the next update failed:\n{}",
+                self.name,
+                both(&out)
+            );
+        }
+        let outbox = self.m.prefs().outbox;
+        assert!(
+            outbox.entries.is_empty(),
+            "{}: after a crash at {point}, events are still waiting: {outbox:?}",
+            self.name
+        );
+        assert!(
+            reported.stored(&self.m) > before,
+            "{}: after a crash at {point}, the server never got {} {} -> {}",
+            self.name,
+            reported.app,
+            reported.from,
+            reported.to
+        );
     }
 
     /// Prefs parse and the lock is free.
@@ -1174,6 +1234,12 @@ fn app_update_scenario() -> Scenario {
                 Some("1.0".to_owned())
             );
         }),
+        reported: Some(Reported {
+            app: ALPHA,
+            event_type: 3,
+            from: "1.0",
+            to: "2.0",
+        }),
     }
 }
 
@@ -1212,6 +1278,12 @@ fn rollback_scenario() -> Scenario {
             );
             assert_eq!(assert_app_whole(m, &["1.0"]), "1.0");
         }),
+        reported: Some(Reported {
+            app: ALPHA,
+            event_type: 3,
+            from: "2.0",
+            to: "1.0",
+        }),
     }
 }
 
@@ -1238,6 +1310,7 @@ fn self_update_scenario() -> Scenario {
                 assert_eq!(p.active_version.as_ref().map(ToString::to_string), Some(v));
             }
         }),
+        reported: None,
         finish: Box::new(|m| {
             until_done(
                 "self-update",
@@ -1286,6 +1359,7 @@ fn single_binary_scenario() -> Scenario {
                 "the binary is neither the old nor the new one"
             );
         }),
+        reported: None,
         finish: Box::new(|m| {
             until_done(
                 "single-binary self-update",
@@ -1319,6 +1393,7 @@ fn setup_scenario() -> Scenario {
                 assert_updater_whole(m);
             }
         }),
+        reported: None,
         finish: Box::new(|m| {
             until_done(
                 "setup",
@@ -1362,6 +1437,7 @@ fn uninstall_scenario() -> Scenario {
             }
             assert_app_whole(m, &["1.0"]);
         }),
+        reported: None,
         finish: Box::new(|m| {
             until_done(
                 "uninstall",
@@ -1410,6 +1486,7 @@ fn self_uninstall_scenario() -> Scenario {
                 assert_updater_whole(m);
             }
         }),
+        reported: None,
         finish: Box::new(move |m| {
             until_done(
                 "self-uninstall",
