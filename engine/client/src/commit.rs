@@ -29,19 +29,29 @@ pub(crate) enum Committed {
     Replaced(PathBuf),
 }
 
+/// What a commit records: the app's record once updated (version, cohort,
+/// days as the answer left them) and the events that report the update.
+pub(crate) struct Update {
+    pub(crate) record: AppRecord,
+    pub(crate) events: Vec<OutboxEntry>,
+}
+
 impl Run<'_, '_> {
-    /// Records the installed version `to` of `id`, with the `events` that
-    /// report it in the same write.
+    /// Records the installed version `to` of `id` (at `record` until now),
+    /// with the events that report it in the same write.
     pub(crate) fn commit(
         &mut self,
         prefs_path: &Path,
         prefs: &mut Prefs,
         id: &str,
         record: &AppRecord,
-        mut updated: AppRecord,
+        update: Update,
         to: &Version,
-        events: Vec<OutboxEntry>,
     ) -> Result<Committed, UpdateError> {
+        let Update {
+            record: mut updated,
+            events,
+        } = update;
         let root = self.env.root;
         let switch_failed = |source| UpdateError::Switch {
             version: to.clone(),

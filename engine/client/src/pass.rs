@@ -24,7 +24,7 @@ use upkeep_plugin_host::bindings::existence;
 use upkeep_core::outbox::OutboxEntry;
 
 use crate::apply::Applied;
-use crate::commit::Committed;
+use crate::commit::{Committed, Update};
 use crate::config::Config;
 use crate::error::{ClientError, TufRefreshError, UpdateError};
 use crate::events::{Recorded, event, kind_for};
@@ -422,9 +422,11 @@ impl<'a> Run<'a, '_> {
                 let data = installer_data(id, &record, app, self.observer);
                 self.apply(id, &record, check, v, data.as_deref())
                     .and_then(|applied| {
-                        let events = self.succeeded(id, &record, v, &applied, started);
-                        let how =
-                            self.commit(prefs_path, prefs, id, &record, updated, v, events)?;
+                        let update = Update {
+                            events: self.succeeded(id, &record, v, &applied, started),
+                            record: updated,
+                        };
+                        let how = self.commit(prefs_path, prefs, id, &record, update, v)?;
                         Ok((v.clone(), applied, how))
                     })
             }
