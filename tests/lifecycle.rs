@@ -24,6 +24,7 @@ use support::{plugin_path, upkeep, upkeep_bin, workspace_root};
 use upkeep_core::state::{Prefs, StateLock};
 
 const ALPHA: &str = "org.example.alpha";
+const BETA: &str = "org.example.beta";
 const QUAL: &str = "org.example.qualification";
 const SELF_APP: &str = "upkeep";
 const OLD: &str = "0.1.0";
@@ -1009,7 +1010,8 @@ struct Reported {
     app: &'static str,
     event_type: i64,
     from: &'static str,
-    to: &'static str,
+    /// `None`: no `nextversion` (an uninstall).
+    to: Option<&'static str>,
 }
 
 impl Reported {
@@ -1021,7 +1023,9 @@ impl Reported {
                 e["event_type"] == self.event_type
                     && e["event_result"] == 1
                     && e["previous_version"] == self.from
-                    && e["next_version"] == self.to
+                    && self
+                        .to
+                        .map_or(e["next_version"].is_null(), |to| e["next_version"] == to)
             })
             .count()
     }
@@ -1128,7 +1132,7 @@ impl Scenario {
         );
         assert!(
             reported.stored(&self.m) > before,
-            "{}: after a crash at {point}, the server never got {} {} -> {}",
+            "{}: after a crash at {point}, the server never got {} {} -> {:?}",
             self.name,
             reported.app,
             reported.from,
@@ -1238,7 +1242,7 @@ fn app_update_scenario() -> Scenario {
             app: ALPHA,
             event_type: 3,
             from: "1.0",
-            to: "2.0",
+            to: Some("2.0"),
         }),
     }
 }
@@ -1282,7 +1286,60 @@ fn rollback_scenario() -> Scenario {
             app: ALPHA,
             event_type: 3,
             from: "2.0",
-            to: "1.0",
+            to: Some("1.0"),
+        }),
+    }
+}
+
+fn app_remove_scenario() -> Scenario {
+    let m = Machine::new(Mode::SideBySide);
+    m.w.publish(ALPHA, "1.0", &[("bin/alpha", "alpha 1.0\n")]);
+    m.w.publish(BETA, "1.0", &[("bin/beta", "beta 1.0\n")]);
+    m.w.register(ALPHA, "0");
+    // Beta stays registered, so the next `update` has an app to check and
+    // its request carries what waits in the outbox.
+    m.w.register(BETA, "0");
+    expect_ok(&m.w.update(&[]));
+    let dirs = vec![m.state().to_path_buf(), m.w.installs.clone()];
+    let remove = |m: &Machine, env: &[(&str, String)]| {
+        m.run_with(support::upkeep_bin(), &["remove", "--app", ALPHA], env)
+    };
+    Scenario {
+        name: "app remove",
+        m,
+        dirs,
+        run: Box::new(remove),
+        after_crash: Box::new(|m| {
+            // Forgotten only in the write that records its event.
+            let p = m.prefs();
+            if !p.apps.contains_key(ALPHA) {
+                let recorded = p.outbox.entries.iter().any(|e| {
+                    e.app == ALPHA && e.event.eventtype == upkeep_core::omaha::EventType::Uninstall
+                });
+                let stored = m.w.app_events(ALPHA).iter().any(|e| e["event_type"] == 4);
+                assert!(recorded || stored, "alpha went without its event");
+            }
+        }),
+        reported: Some(Reported {
+            app: ALPHA,
+            event_type: 4,
+            from: "1.0",
+            to: None,
+        }),
+        finish: Box::new(move |m| {
+            until_done(
+                "app remove",
+                || remove(m, &[]),
+                || !m.prefs().apps.contains_key(ALPHA),
+            );
+            // A crash between the write that forgets alpha and the removal
+            // of its directories leaves the files (never a registration
+            // pointing at nothing); otherwise they are gone.
+            assert_eq!(
+                m.prefs().apps[BETA].version.to_string(),
+                "1.0",
+                "beta is untouched"
+            );
         }),
     }
 }
@@ -1507,6 +1564,7 @@ fn every_crash_point_leaves_old_or_new_and_the_next_run_finishes() {
     let builders: Vec<(&str, Builder)> = vec![
         ("app update", app_update_scenario),
         ("rollback", rollback_scenario),
+        ("app remove", app_remove_scenario),
         ("self-update side by side", self_update_scenario),
         ("single-binary self-update", single_binary_scenario),
         ("setup", setup_scenario),
