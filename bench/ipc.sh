@@ -15,9 +15,10 @@
 # * `/bin/true` — the baseline: what starting any process costs here;
 # * `upkeep wake` with nothing to do, through the daemon;
 # * `upkeep wake --in-process` with nothing to do;
-# * `upkeep status` (reads the state root and pings the daemon);
-# * one IPC round trip: `{"op":"ping"}` on a connection to the daemon's
-#   socket, from a client that is already running (so no process start).
+# * `upkeep status` through the daemon, and `--in-process` (which reads the
+#   state root here and pings the daemon);
+# * IPC round trips from a client that is already running (so no process
+#   start): `{"op":"ping"}` and `{"op":"status"}`.
 #
 # Prints the medians over rounds, the ratios to `/bin/true`, the daemon's
 # resident memory when idle (VmRSS), and the load average. Targets: any IPC
@@ -61,27 +62,29 @@ echo "bench 1.0" >"$tmp/payload/bench.txt"
 tar -C "$tmp/payload" -czf "$tmp/bench.tar.gz" bench.txt
 "$upkeep" repo add "$tmp/repo" --app bench --version 1.0 "$tmp/bench.tar.gz" >/dev/null
 serve_repo "$upkeep" "$tmp/repo" "$tmp" ipc
-cp -r "$tmp/repo/client" "$tmp/etc"
-sed -i "s|^server = .*|server = \"$server\"|" "$tmp/etc/config.toml"
+# The configuration in the state root (its default place), so commands
+# without --config go through the daemon.
 state=$tmp/state
-config=$tmp/etc/config.toml
+cp -r "$tmp/repo/client" "$state"
+config=$state/config.toml
+sed -i "s|^server = .*|server = \"$server\"|" "$config"
 
 # The state root: set up, one app, one check; then no server.
-"$upkeep" setup --root "$state" --config "$config" >/dev/null
-"$upkeep" register --root "$state" --config "$config" --app bench --version 1.0 \
+"$upkeep" setup --root "$state" >/dev/null
+"$upkeep" register --root "$state" --app bench --version 1.0 \
     --install-dir "$tmp/app" --installer "$installer" >/dev/null
-"$upkeep" wake --now --in-process --root "$state" --config "$config" >/dev/null
+"$upkeep" wake --now --in-process --root "$state" >/dev/null
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
 
 version=$("$upkeep" status --root "$state" --json | sed -n 's/^  "active_version": "\(.*\)",$/\1/p')
-"$state/versions/$version/upkeep" daemon --root "$state" --config "$config" 2>"$tmp/daemon.err" &
+"$state/versions/$version/upkeep" daemon --root "$state" 2>"$tmp/daemon.err" &
 daemon_pid=$!
 for _ in $(seq 100); do
     [ -S "$state/versions/$version/ipc.sock" ] && break
     sleep 0.05
 done
 [ -S "$state/versions/$version/ipc.sock" ] || { cat "$tmp/daemon.err" >&2; exit 1; }
-out=$("$upkeep" wake --root "$state" --config "$config" 2>&1)
+out=$("$upkeep" wake --root "$state" 2>&1)
 case $out in
     *"next check in"*) ;;
     *) echo "ipc: wake did not find the last check recent: $out" >&2; exit 1 ;;
@@ -89,17 +92,18 @@ esac
 sleep 1
 rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$daemon_pid/status")
 
-python3 - "$rounds" "$upkeep" "$state" "$config" "$state/ipc.sock" "$rss_kib" <<'PY'
+python3 - "$rounds" "$upkeep" "$state" "$state/ipc.sock" "$rss_kib" <<'PY'
 import json, socket, statistics, subprocess, sys, time
 
-rounds, upkeep, state, config, sock, rss_kib = sys.argv[1:]
+rounds, upkeep, state, sock, rss_kib = sys.argv[1:]
 rounds, rss_kib = int(rounds), int(rss_kib)
 per_round = 30
 cmds = {
     "/bin/true": ["/bin/true"],
-    "wake via daemon": [upkeep, "wake", "--root", state, "--config", config],
-    "wake in-process": [upkeep, "wake", "--in-process", "--root", state, "--config", config],
-    "status": [upkeep, "status", "--root", state, "--config", config],
+    "wake via daemon": [upkeep, "wake", "--root", state],
+    "wake in-process": [upkeep, "wake", "--in-process", "--root", state],
+    "status via daemon": [upkeep, "status", "--root", state],
+    "status in-process": [upkeep, "status", "--in-process", "--root", state],
 }
 
 def run(cmd):
@@ -107,11 +111,11 @@ def run(cmd):
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return time.perf_counter() - t
 
-def ping():
+def exchange(request):
     t = time.perf_counter()
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(sock)
-        s.sendall(b'{"op":"ping"}\n')
+        s.sendall(request)
         buf = b""
         while not buf.endswith(b"\n"):
             chunk = s.recv(4096)
@@ -121,11 +125,16 @@ def ping():
     assert json.loads(buf)["ok"] is True, buf
     return time.perf_counter() - t
 
-medians = {name: [] for name in list(cmds) + ["IPC round trip (ping)"]}
+trips = {
+    "IPC round trip: ping": b'{"op":"ping","v":1}\n',
+    "IPC round trip: status": b'{"op":"status","v":1}\n',
+}
+medians = {name: [] for name in list(cmds) + list(trips)}
 for _ in range(rounds):
     for name, cmd in cmds.items():
         medians[name].append(statistics.median(run(cmd) for _ in range(per_round)))
-    medians["IPC round trip (ping)"].append(statistics.median(ping() for _ in range(per_round)))
+    for name, request in trips.items():
+        medians[name].append(statistics.median(exchange(request) for _ in range(per_round)))
 
 with open("/proc/loadavg") as f:
     load = " ".join(f.read().split()[:3])
@@ -134,6 +143,6 @@ print(f"daemon and IPC: medians of {rounds} rounds x {per_round} runs, load aver
 for name, values in medians.items():
     m = statistics.median(values)
     ratio = "" if name == "/bin/true" else f"  ({m / base:.1f}x /bin/true)"
-    print(f"  {name:<22} {m * 1000:8.2f} ms{ratio}")
-print(f"  daemon idle RSS        {rss_kib / 1024:8.1f} MiB")
+    print(f"  {name:<24} {m * 1000:8.2f} ms{ratio}")
+print(f"  daemon idle RSS          {rss_kib / 1024:8.1f} MiB")
 PY

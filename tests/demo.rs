@@ -28,6 +28,8 @@ fn the_demo_installs_updates_and_reports() {
         "files only 1.0 had were removed: yes",
         "/machine/apps/hello/current/bin/hello -> versions/2.0",
         "1.0 is kept in versions/1.0 for `upkeep rollback`: yes",
+        "update served over IPC by",
+        "exits: asked to stop (SIGTERM)",
         "demo complete",
     ] {
         assert!(

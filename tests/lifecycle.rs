@@ -296,8 +296,16 @@ fn a_new_version_installs_side_by_side_qualifies_activates_and_retires_the_old_o
     assert_eq!(status["lock"], "free");
     let service = m.unit("upkeep.service");
     assert!(
-        service.contains(&format!("versions/{OLD}/upkeep wake --root")),
+        service.contains(&format!("versions/{OLD}/upkeep daemon --root")),
         "{service}"
+    );
+    let socket = m.unit("upkeep.socket");
+    assert!(
+        socket.contains(&format!(
+            "ListenStream={}/versions/{OLD}/ipc.sock",
+            m.state().display()
+        )),
+        "{socket}"
     );
     // The configuration is not the state root's default: the service names it.
     assert!(
@@ -359,8 +367,13 @@ fn a_new_version_installs_side_by_side_qualifies_activates_and_retires_the_old_o
     );
     let service = m.unit("upkeep.service");
     assert!(
-        service.contains(&format!("versions/{NEW}/upkeep wake --root")),
+        service.contains(&format!("versions/{NEW}/upkeep daemon --root")),
         "{service}"
+    );
+    assert!(
+        m.unit("upkeep.socket")
+            .contains(&format!("versions/{NEW}/ipc.sock")),
+        "the socket still listens for the old version"
     );
     assert!(
         m.unit("upkeep-wake.service")
@@ -471,6 +484,10 @@ fn a_single_binary_replaces_itself_and_restarts_as_the_new_version() {
     assert!(
         service.contains(&format!("{} wake --root", m.bin.display())),
         "{service}"
+    );
+    assert!(
+        !m.units.join("upkeep.socket").exists(),
+        "a single binary has no daemon to activate"
     );
     let old_hash = file_sha256(&m.bin).unwrap();
     m.publish_new_upkeep();
@@ -865,9 +882,13 @@ fn after_a_self_update_the_link_names_the_new_socket_and_the_old_daemon_exits() 
         m.log()
     );
     assert_eq!(m.ipc_link().as_deref(), Some("versions/0.2.0/ipc.sock"));
-    let status = old
-        .exited_within(Duration::from_secs(20))
-        .expect("the old daemon is still running");
+    let Some(status) = old.exited_within(Duration::from_secs(20)) else {
+        panic!(
+            "the old daemon is still running; upkeep.log:\n{}\ndaemon:\n{}",
+            m.log(),
+            std::fs::read_to_string(m.w.path(&format!("daemon-{OLD}.log"))).unwrap_or_default()
+        );
+    };
     assert!(status.success(), "{status}");
     assert!(
         m.log()

@@ -7,11 +7,14 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use upkeep_client::{Registration, Selection};
+use upkeep_client::Registration;
+use upkeep_client::ipc::Request;
 use upkeep_core::version::Version;
 
 use crate::ExitCode;
-use crate::render::{Terminal, print_pass};
+use crate::ops;
+use crate::remote::through_daemon;
+use crate::render::Terminal;
 use crate::state::StateArgs;
 
 /// `upkeep register`.
@@ -65,6 +68,10 @@ pub struct RegisterArgs {
     #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
     settings: Vec<(String, String)>,
 
+    /// Run here, not through the daemon that serves the state root.
+    #[arg(long)]
+    in_process: bool,
+
     #[command(flatten)]
     state: StateArgs,
 }
@@ -87,6 +94,10 @@ pub struct UpdateArgs {
     #[arg(long)]
     json: bool,
 
+    /// Run here, not through the daemon that serves the state root.
+    #[arg(long)]
+    in_process: bool,
+
     #[command(flatten)]
     state: StateArgs,
 }
@@ -97,6 +108,10 @@ pub struct RollbackArgs {
     /// The registered app to switch back to its previous version.
     #[arg(long = "app", value_name = "ID")]
     app: String,
+
+    /// Run here, not through the daemon that serves the state root.
+    #[arg(long)]
+    in_process: bool,
 
     #[command(flatten)]
     state: StateArgs,
@@ -109,12 +124,41 @@ pub struct RemoveArgs {
     #[arg(long = "app", value_name = "ID")]
     app: String,
 
+    /// Run here, not through the daemon that serves the state root.
+    #[arg(long)]
+    in_process: bool,
+
     #[command(flatten)]
     state: StateArgs,
 }
 
-/// Runs `upkeep register`.
+/// Runs `upkeep register`: through the daemon when one answers.
 pub fn register(args: RegisterArgs) -> Result<ExitCode> {
+    let version: Version = args
+        .version
+        .parse()
+        .with_context(|| format!("--version {:?} is not a version", args.version))?;
+    let absolute = |p: PathBuf| {
+        std::path::absolute(&p).with_context(|| format!("cannot resolve {}", p.display()))
+    };
+    let mut registration = Registration::new(
+        args.app,
+        version,
+        absolute(args.install_dir)?,
+        absolute(args.installer)?,
+    );
+    registration.existence = args.existence.map(absolute).transpose()?;
+    registration.marker = args.marker;
+    registration.channel = args.channel;
+    registration.install_data_index = args.install_data_index;
+    registration.post_install_check = args.post_install_check.map(absolute).transpose()?;
+    registration.settings = args.settings.into_iter().collect::<BTreeMap<_, _>>();
+    let request = Request::Register {
+        registration: Box::new(registration.clone()),
+    };
+    if let Some(code) = through_daemon(&args.state, args.in_process, &request)? {
+        return Ok(code);
+    }
     let client = args.state.client()?;
     if !client.config_path().exists() {
         eprintln!(
@@ -122,62 +166,50 @@ pub fn register(args: RegisterArgs) -> Result<ExitCode> {
             client.config_path().display()
         );
     }
-    let version: Version = args
-        .version
-        .parse()
-        .with_context(|| format!("--version {:?} is not a version", args.version))?;
-    let mut registration = Registration::new(args.app, version, args.install_dir, args.installer);
-    registration.existence = args.existence;
-    registration.marker = args.marker;
-    registration.channel = args.channel;
-    registration.install_data_index = args.install_data_index;
-    registration.post_install_check = args.post_install_check;
-    registration.settings = args.settings.into_iter().collect::<BTreeMap<_, _>>();
-    let done = client.register(registration, &mut Terminal::new())?;
-    println!(
-        "{} {} at version {} in {}",
-        if done.replaced {
-            "re-registered"
-        } else {
-            "registered"
-        },
-        done.app,
-        done.version,
-        client.root().display()
-    );
-    Ok(ExitCode::Ok)
+    Ok(ops::register(&client, registration, &mut Terminal::new())?.print())
 }
 
-/// Runs `upkeep update`.
+/// Runs `upkeep update`: through the daemon when one answers.
 pub fn update(args: UpdateArgs) -> Result<ExitCode> {
+    let request = Request::Update {
+        app: args.app.clone(),
+        json: args.json,
+    };
+    if let Some(code) = through_daemon(&args.state, args.in_process, &request)? {
+        return Ok(code);
+    }
     let client = args.state.client()?;
-    let selection = args.app.map_or(Selection::All, Selection::App);
-    let pass = client.update(selection, &mut Terminal::new())?;
-    let code = print_pass(&pass, args.json)?;
-    if let Some((exe, version)) = &pass.replaced_binary {
+    let (rendered, replaced) = ops::update(&client, args.app, args.json, &mut Terminal::new())?;
+    let code = rendered.print();
+    if let Some((exe, version)) = &replaced {
         crate::cmd_lifecycle::reexec(exe, version)?;
     }
     Ok(code)
 }
 
-/// Runs `upkeep rollback`.
+/// Runs `upkeep rollback`: through the daemon when one answers.
 pub fn rollback(args: RollbackArgs) -> Result<ExitCode> {
+    let request = Request::Rollback {
+        app: args.app.clone(),
+    };
+    if let Some(code) = through_daemon(&args.state, args.in_process, &request)? {
+        return Ok(code);
+    }
     let client = args.state.client()?;
-    let done = client.rollback(&args.app, &mut Terminal::new())?;
-    println!("{}: rolled back {} -> {}", done.app, done.from, done.to);
-    Ok(ExitCode::Ok)
+    Ok(ops::rollback(&client, &args.app, &mut Terminal::new())?.print())
 }
 
-/// Runs `upkeep remove`.
+/// Runs `upkeep remove`: through the daemon when one answers.
 pub fn remove(args: RemoveArgs) -> Result<ExitCode> {
-    let client = args.state.client()?;
     if args.app.trim().is_empty() {
         bail!("--app needs an app id");
     }
-    let done = client.uninstall_app(&args.app, &mut Terminal::new())?;
-    if let Some(note) = &done.note {
-        eprintln!("{}: {note}", done.app);
+    let request = Request::Remove {
+        app: args.app.clone(),
+    };
+    if let Some(code) = through_daemon(&args.state, args.in_process, &request)? {
+        return Ok(code);
     }
-    println!("{}: uninstalled {} and forgotten", done.app, done.version);
-    Ok(ExitCode::Ok)
+    let client = args.state.client()?;
+    Ok(ops::remove(&client, &args.app, &mut Terminal::new())?.print())
 }

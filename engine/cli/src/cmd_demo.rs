@@ -102,6 +102,17 @@ impl Demo {
         self.work.join(rel)
     }
 
+    /// Shows the last line of `<state>/upkeep.log` that contains `needle`,
+    /// without its time and pid.
+    fn note_log(&self, state: &Path, needle: &str) {
+        let log = std::fs::read_to_string(state.join(upkeep_core::lifecycle::LOG_FILE))
+            .unwrap_or_default();
+        if let Some(line) = log.lines().rev().find(|l| l.contains(needle)) {
+            let line = line.split_once("] ").map_or(line, |(_, l)| l);
+            self.note(&format!("upkeep.log: {line}"));
+        }
+    }
+
     /// Runs `upkeep ARGS`, shows its stdout indented, fails with its stderr.
     fn upkeep(&self, args: &[&std::ffi::OsStr], show: bool) -> Result<String> {
         let out = Command::new(&self.exe)
@@ -176,6 +187,91 @@ impl Demo {
             Err(_) => bail!("the server did not report its address within 20 s"),
         }
     }
+}
+
+/// The machine's daemon, killed when dropped.
+struct Service {
+    child: Option<Child>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `upkeep setup` (this binary becomes the active version), then its
+/// daemon, waited for until it answers.
+#[cfg(unix)]
+fn start_service(d: &Demo, state: &Path) -> Result<Service> {
+    d.upkeep(&[os("setup"), os("--root"), state.as_os_str()], true)?;
+    let prefs = upkeep_core::state::Prefs::load(&state.join(upkeep_core::state::PREFS_FILE))?;
+    let version = prefs
+        .active_version
+        .context("`upkeep setup` left no active version")?;
+    let exe = upkeep_core::lifecycle::binary_path(state, &version);
+    let child = Command::new(&exe)
+        .arg("daemon")
+        .arg("--root")
+        .arg(state)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {} daemon", exe.display()))?;
+    let service = Service { child: Some(child) };
+    let socket = state.join("ipc.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pong = loop {
+        match upkeep_client::ipc::ping(&socket) {
+            Ok(pong) => break pong,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => bail!("the daemon did not answer on {}: {e}", socket.display()),
+        }
+    };
+    d.note(&format!(
+        "daemon {} (pid {}) answers on {} (protocol {})",
+        pong.version,
+        pong.pid,
+        socket.display(),
+        pong.protocol.unwrap_or(1)
+    ));
+    d.note("`update`, `status`, `register`, `rollback` and `remove` go through it, with progress streamed back;");
+    d.note(
+        "any local user may ask it for status and updates, only root changes what is registered",
+    );
+    Ok(service)
+}
+
+#[cfg(not(unix))]
+fn start_service(d: &Demo, _state: &Path) -> Result<Service> {
+    d.note("the daemon needs Unix domain sockets; here every command runs in-process");
+    Ok(Service { child: None })
+}
+
+/// SIGTERM to the daemon, and what it logged on its way out.
+#[cfg(unix)]
+fn stop_service(d: &Demo, state: &Path, mut service: Service) -> Result<()> {
+    let Some(mut child) = service.child.take() else {
+        return Ok(());
+    };
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id())?)
+        .context("the daemon has no pid")?;
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+        .context("cannot signal the daemon")?;
+    let status = child.wait().context("waiting for the daemon")?;
+    d.note(&format!("the daemon ended: {status}"));
+    d.note_log(state, " exits: ");
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn stop_service(_d: &Demo, _state: &Path, _service: Service) -> Result<()> {
+    Ok(())
 }
 
 fn os(s: &str) -> &std::ffi::OsStr {
@@ -343,11 +439,15 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     d.step("The vendor publishes 2.0; the server picks it up without a restart");
     d.publish(&repo, "2.0")?;
 
+    d.step("The machine runs upkeep as a service; the next commands go through its daemon");
+    let service = start_service(&d, &state)?;
+
     d.step(
         "The machine updates to 2.0 (signed response, TUF-checked package, sandboxed installer)",
     );
     update(&d)?;
     d.note(&format!("the app says: {}", run_hello(&install)?));
+    d.note_log(&state, "update served over IPC");
     let link = std::fs::read_link(install.join("current"))
         .with_context(|| format!("reading {}", install.join("current").display()))?;
     d.note(&format!(
@@ -418,6 +518,9 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     d.step("The app is deleted by hand; the existence checker notices");
     std::fs::remove_dir_all(&install).with_context(|| format!("removing {}", install.display()))?;
     update(&d)?;
+
+    d.step("The service stops on SIGTERM, after the operation in flight");
+    stop_service(&d, &state, service)?;
 
     drop(server);
     println!(

@@ -15,7 +15,7 @@ use upkeep_core::lifecycle;
 use upkeep_core::version::Version;
 
 use crate::ExitCode;
-use crate::render::{Terminal, print_pass};
+use crate::render::{Terminal, render_pass};
 use crate::state::StateArgs;
 
 /// `upkeep setup`.
@@ -51,6 +51,10 @@ pub struct StatusArgs {
     /// Print machine-readable JSON.
     #[arg(long)]
     json: bool,
+
+    /// Read the state root here, not through the daemon.
+    #[arg(long)]
+    in_process: bool,
 
     #[command(flatten)]
     state: StateArgs,
@@ -164,7 +168,7 @@ pub fn wake(args: WakeArgs) -> Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     let code = match &report.pass {
-        Some(pass) if report.checked || pass.removed_any() => print_pass(pass, args.json)?,
+        Some(pass) if report.checked || pass.removed_any() => render_pass(pass, args.json)?.print(),
         _ => ExitCode::Ok,
     };
     if let Some(next) = report.next_check {
@@ -219,67 +223,17 @@ fn wake_through_daemon(root: &Path, now: bool, json: bool) -> Option<i32> {
     }
 }
 
-/// Runs `upkeep status`.
+/// Runs `upkeep status`: through the daemon when one answers.
 pub fn status(args: StatusArgs) -> Result<ExitCode> {
+    if let Some(code) = crate::remote::through_daemon(
+        &args.state,
+        args.in_process,
+        &upkeep_client::ipc::Request::Status { json: args.json },
+    )? {
+        return Ok(code);
+    }
     let client = args.state.client()?;
-    let s = client.status()?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&s)?);
-        return Ok(ExitCode::Ok);
-    }
-    println!("state root  {} ({} scope)", s.root.display(), s.scope);
-    println!("lock        {}", s.lock);
-    println!(
-        "active      {}",
-        s.active_version.as_deref().unwrap_or("none")
-    );
-    if let Some(to) = &s.swapping {
-        println!("swapping    to {to} (an activation is in progress or was interrupted)");
-    }
-    if let Some(p) = &s.pending_switch {
-        println!("pending     {} {} -> {}", p.app, p.from, p.to);
-    }
-    if s.outbox.pending > 0 || s.outbox.dropped > 0 {
-        println!(
-            "outbox      {} event(s) waiting ({} for the server), {} dropped by the cap",
-            s.outbox.pending, s.outbox.unacknowledged, s.outbox.dropped
-        );
-    }
-    for v in &s.versions {
-        println!(
-            "version     {} {}{}",
-            v.version,
-            v.state,
-            v.qualification
-                .as_deref()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default()
-        );
-    }
-    for a in &s.apps {
-        println!(
-            "app         {} {}{} in {}",
-            a.app,
-            a.version,
-            if a.updater { " (upkeep itself)" } else { "" },
-            a.install_dir.display()
-        );
-    }
-    if let Some(service) = &s.service {
-        println!("service     {service}");
-    }
-    if let Some(link) = &s.ipc.link {
-        let daemon = match &s.ipc.daemon {
-            Some(d) => format!("daemon {} answers (pid {})", d.version, d.pid),
-            None => "no daemon answers; wake runs in-process".to_owned(),
-        };
-        println!(
-            "ipc         {} -> {}: {daemon}",
-            lifecycle::ipc_link_path(&s.root).display(),
-            link.display()
-        );
-    }
-    Ok(ExitCode::Ok)
+    Ok(crate::ops::status(&client, args.json)?.print())
 }
 
 /// Runs `upkeep uninstall`.

@@ -11,6 +11,8 @@ mod cmd_plugin;
 mod cmd_repo;
 mod cmd_tuf;
 mod logging;
+mod ops;
+mod remote;
 mod render;
 mod state;
 
@@ -69,9 +71,10 @@ enum Command {
 }
 
 /// How a command ended, as the process exit status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ExitCode {
     /// Success.
+    #[default]
     Ok = 0,
     /// The operation failed (error printed on stderr).
     Failed = 1,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use upkeep_client::{AppOutcome, Notice, Observer, PassReport, Progress, Warning};
+use upkeep_client::{AppOutcome, Notice, Observer, PassReport, Progress, Status, Warning};
 use upkeep_core::version::Version;
 
 use crate::ExitCode;
@@ -96,23 +96,59 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Prints what a pass did (lines, or JSON with `json`) and returns the exit
-/// status: failed when an app failed.
-pub fn print_pass(pass: &PassReport, json: bool) -> Result<ExitCode> {
+/// What a command prints and how it ends: made once, then printed here or
+/// sent by the daemon to the client that asked.
+#[derive(Debug, Clone, Default)]
+pub struct Rendered {
+    /// How it ends.
+    pub code: ExitCode,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error (besides what the observer wrote as it went).
+    pub stderr: String,
+    /// The typed result, as JSON (for IPC clients).
+    pub result: Value,
+}
+
+impl Rendered {
+    /// `line` on stdout, exit status 0, `result`.
+    pub fn line(line: String, result: Value) -> Self {
+        Self {
+            code: ExitCode::Ok,
+            stdout: line + "\n",
+            stderr: String::new(),
+            result,
+        }
+    }
+
+    /// Writes it out and returns the exit status.
+    pub fn print(&self) -> ExitCode {
+        let _ = std::io::stdout().write_all(self.stdout.as_bytes());
+        let _ = std::io::stderr().write_all(self.stderr.as_bytes());
+        let _ = std::io::stdout().flush();
+        self.code
+    }
+}
+
+/// Renders what a pass did (lines, or JSON with `json`); the exit status is
+/// failed when an app failed.
+pub fn render_pass(pass: &PassReport, json: bool) -> Result<Rendered> {
+    let mut out = String::new();
+    let mut err = String::new();
     let mut summary = Vec::new();
     for report in &pass.apps {
         let id = &report.app;
         match &report.outcome {
             AppOutcome::Removed { version } => {
                 if !json {
-                    println!("{id}: no longer installed (existence check); forgotten");
+                    out += &format!("{id}: no longer installed (existence check); forgotten\n");
                 }
                 summary
                     .push(json!({"app": id, "result": "removed", "version": version.to_string()}));
             }
             AppOutcome::UpToDate { version } => {
                 if !json {
-                    println!("{id}: up to date at {version}");
+                    out += &format!("{id}: up to date at {version}\n");
                 }
                 summary.push(
                     json!({"app": id, "result": "up-to-date", "version": version.to_string()}),
@@ -127,13 +163,13 @@ pub fn print_pass(pass: &PassReport, json: bool) -> Result<ExitCode> {
             } => {
                 if !json {
                     if *staged {
-                        println!(
-                            "{id}: installed {to} side by side (running {from}); it takes over once qualified and activated"
+                        out += &format!(
+                            "{id}: installed {to} side by side (running {from}); it takes over once qualified and activated\n"
                         );
                     } else if *from == Version::default() {
-                        println!("{id}: installed {to}");
+                        out += &format!("{id}: installed {to}\n");
                     } else {
-                        println!("{id}: updated {from} -> {to}");
+                        out += &format!("{id}: updated {from} -> {to}\n");
                     }
                 }
                 let downloads: Vec<Value> = downloads
@@ -157,7 +193,7 @@ pub fn print_pass(pass: &PassReport, json: bool) -> Result<ExitCode> {
                 next,
                 error,
             } => {
-                eprintln!("upkeep: error: {id}: {error}");
+                err += &format!("upkeep: error: {id}: {error}\n");
                 let (category, code, extra) = error.omaha();
                 summary.push(json!({
                     "app": id, "result": "error",
@@ -171,20 +207,90 @@ pub fn print_pass(pass: &PassReport, json: bool) -> Result<ExitCode> {
             }
         }
     }
+    let result = json!({
+        "apps": summary,
+        "retry_after_seconds": pass.retry_after.map(|d| d.as_secs()),
+        "session_id": pass.session,
+    });
     if json {
-        let out = json!({
-            "apps": summary,
-            "retry_after_seconds": pass.retry_after.map(|d| d.as_secs()),
-            "session_id": pass.session,
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).context("cannot write the summary")?
-        );
+        out = serde_json::to_string_pretty(&result).context("cannot write the summary")? + "\n";
     }
-    Ok(if pass.failed() {
-        ExitCode::Failed
-    } else {
-        ExitCode::Ok
+    Ok(Rendered {
+        code: if pass.failed() {
+            ExitCode::Failed
+        } else {
+            ExitCode::Ok
+        },
+        stdout: out,
+        stderr: err,
+        result,
     })
+}
+
+/// `upkeep status` as lines.
+pub fn status_text(s: &Status) -> String {
+    let mut out = String::new();
+    let mut line = |l: String| {
+        out.push_str(&l);
+        out.push('\n');
+    };
+    line(format!(
+        "state root  {} ({} scope)",
+        s.root.display(),
+        s.scope
+    ));
+    line(format!("lock        {}", s.lock));
+    line(format!(
+        "active      {}",
+        s.active_version.as_deref().unwrap_or("none")
+    ));
+    if let Some(to) = &s.swapping {
+        line(format!(
+            "swapping    to {to} (an activation is in progress or was interrupted)"
+        ));
+    }
+    if let Some(p) = &s.pending_switch {
+        line(format!("pending     {} {} -> {}", p.app, p.from, p.to));
+    }
+    if s.outbox.pending > 0 || s.outbox.dropped > 0 {
+        line(format!(
+            "outbox      {} event(s) waiting ({} for the server), {} dropped by the cap",
+            s.outbox.pending, s.outbox.unacknowledged, s.outbox.dropped
+        ));
+    }
+    for v in &s.versions {
+        line(format!(
+            "version     {} {}{}",
+            v.version,
+            v.state,
+            v.qualification
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        ));
+    }
+    for a in &s.apps {
+        line(format!(
+            "app         {} {}{} in {}",
+            a.app,
+            a.version,
+            if a.updater { " (upkeep itself)" } else { "" },
+            a.install_dir.display()
+        ));
+    }
+    if let Some(service) = &s.service {
+        line(format!("service     {service}"));
+    }
+    if let Some(link) = &s.ipc.link {
+        let daemon = match &s.ipc.daemon {
+            Some(d) => format!("daemon {} answers (pid {})", d.version, d.pid),
+            None => "no daemon answers; wake runs in-process".to_owned(),
+        };
+        line(format!(
+            "ipc         {} -> {}: {daemon}",
+            upkeep_core::lifecycle::ipc_link_path(&s.root).display(),
+            link.display()
+        ));
+    }
+    out
 }

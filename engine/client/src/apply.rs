@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use upkeep_core::crash;
-use upkeep_core::download::{DownloadProgress, DownloadReport, DownloadRequest, Downloader};
+use upkeep_core::download::{
+    DownloadError, DownloadProgress, DownloadReport, DownloadRequest, Downloader,
+};
 use upkeep_core::http::HttpTransport;
 use upkeep_core::omaha::{EventType, UpdateCheck};
 use upkeep_core::state::AppRecord;
@@ -37,6 +39,14 @@ impl<'a> Run<'a, '_> {
             .tuf
             .get_or_insert_with(|| refresh_tuf(env).map_err(Arc::new));
         tuf.as_mut().map_err(|e| UpdateError::TufRefresh(e.clone()))
+    }
+
+    /// `Err(Cancelled)` once the pass was asked to stop.
+    pub(crate) fn check_cancel(&self) -> Result<(), UpdateError> {
+        if self.env.cancel.is_cancelled() {
+            return Err(UpdateError::Cancelled);
+        }
+        Ok(())
     }
 
     /// Downloads, verifies and installs an offered update.
@@ -71,6 +81,7 @@ impl<'a> Run<'a, '_> {
         let mut reports = Vec::new();
         let mut verified = Vec::new();
         for (package, file) in agreed {
+            self.check_cancel()?;
             let request = DownloadRequest {
                 urls: package.urls.clone(),
                 length: file.length,
@@ -87,6 +98,8 @@ impl<'a> Run<'a, '_> {
             verified.push((request.dest, hex::encode(file.sha256)));
         }
         crash::point("update.downloaded");
+        // The last moment to stop: from here on the install runs to its end.
+        self.check_cancel()?;
         let install_started = Instant::now();
         if record.updater {
             let [(binary, sha256)] = verified.as_slice() else {
@@ -112,7 +125,9 @@ impl<'a> Run<'a, '_> {
         package: &OfferedPackage,
         request: &DownloadRequest,
     ) -> Result<DownloadReport, UpdateError> {
-        let downloader = Downloader::new(self.env.http, self.env.config.download.clone());
+        let mut options = self.env.config.download.clone();
+        options.cancel = self.env.cancel.clone();
+        let downloader = Downloader::new(self.env.http, options);
         let observer = &mut *self.observer;
         let mut current_url = String::new();
         let mut progress = |p: &DownloadProgress<'_>| {
@@ -149,9 +164,12 @@ impl<'a> Run<'a, '_> {
                     app: id.to_owned(),
                     file: package.name.clone(),
                 });
-                let error = UpdateError::Download {
-                    file: package.name.clone(),
-                    source,
+                let error = match source {
+                    DownloadError::Cancelled { .. } => UpdateError::Cancelled,
+                    source => UpdateError::Download {
+                        file: package.name.clone(),
+                        source,
+                    },
                 };
                 let mut ev = event(EventType::Download, Some(&error), &Version::default(), None);
                 ev.previousversion = None;

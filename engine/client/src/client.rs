@@ -13,6 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use upkeep_core::cancel::Cancel;
 use upkeep_core::http::HttpClient;
 use upkeep_core::state::PREFS_FILE;
 use upkeep_core::version::Version;
@@ -44,9 +45,19 @@ pub struct ClientBuilder {
     http: Option<Box<dyn HttpClient + Send + Sync>>,
     plugins: Option<Box<dyn Plugins + Send + Sync>>,
     exe: Option<PathBuf>,
+    cancel: Option<Cancel>,
 }
 
 impl ClientBuilder {
+    /// The flag that cancels this client's operations (default: a new one,
+    /// [`Client::canceller`] hands it out). Raised, an update stops before
+    /// the next step that changes anything; what it had not finished stays
+    /// as it was.
+    pub fn cancel(mut self, cancel: Cancel) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
     /// The configuration file (default `<root>/config.toml`).
     pub fn config(mut self, path: impl Into<PathBuf>) -> Self {
         self.config = Some(path.into());
@@ -106,6 +117,7 @@ impl ClientBuilder {
             http,
             plugins,
             exe,
+            cancel: self.cancel.unwrap_or_default(),
         })
     }
 }
@@ -131,9 +143,16 @@ pub struct Client {
     pub(crate) http: Box<dyn HttpClient + Send + Sync>,
     pub(crate) plugins: Box<dyn Plugins + Send + Sync>,
     pub(crate) exe: Option<PathBuf>,
+    cancel: Cancel,
 }
 
 impl Client {
+    /// The flag that cancels this client's operation in flight, for another
+    /// thread to raise.
+    pub fn canceller(&self) -> Cancel {
+        self.cancel.clone()
+    }
+
     /// A client on state root `root` with the defaults: `<root>/config.toml`,
     /// the reqwest HTTP client, the wasmtime plugin host.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, ClientError> {
@@ -149,6 +168,7 @@ impl Client {
             http: None,
             plugins: None,
             exe: None,
+            cancel: None,
         }
     }
 
@@ -193,6 +213,7 @@ impl Client {
             http: self.http.as_ref(),
             plugins: self.plugins.as_ref(),
             exe: self.exe.as_deref(),
+            cancel: &self.cancel,
         }
     }
 

@@ -97,6 +97,16 @@ struct ConfigFile {
     outbox_cap: Option<usize>,
     updater: Option<UpdaterConfigFile>,
     qualification: Option<QualificationConfigFile>,
+    #[serde(default)]
+    service: ServiceConfigFile,
+}
+
+/// `[service]`: the daemon.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceConfigFile {
+    admin_group: Option<String>,
+    idle_exit_seconds: Option<u64>,
 }
 
 /// `[updater]`: upkeep updates itself as this app.
@@ -171,6 +181,21 @@ pub struct QualificationConfig {
     pub settings: Vec<(String, String)>,
 }
 
+/// The `[service]` section: how the daemon serves (docs/service.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// A group whose members may register, roll back and remove apps
+    /// through a system daemon, besides root.
+    pub admin_group: Option<String>,
+    /// How long a socket-activated daemon waits idle before it exits
+    /// (default [`DEFAULT_IDLE_EXIT`]; 0: never).
+    pub idle_exit: Option<Duration>,
+}
+
+/// How long a socket-activated daemon stays without a request before it
+/// exits (the service manager starts it again on the next connection).
+pub const DEFAULT_IDLE_EXIT: Duration = Duration::from_secs(10);
+
 /// The client configuration, with paths resolved and keys loaded.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -197,6 +222,8 @@ pub struct Config {
     pub updater: Option<SelfUpdateConfig>,
     /// `[qualification]`: what a new updater version must pass.
     pub qualification: Option<QualificationConfig>,
+    /// `[service]`: how the daemon serves.
+    pub service: ServiceConfig,
 }
 
 impl Config {
@@ -259,6 +286,7 @@ impl Config {
                 .slow_window_seconds
                 .map_or(defaults.slow_window, Duration::from_secs),
             resume_attempts: defaults.resume_attempts,
+            cancel: defaults.cancel,
         };
         let app_id = |section: &'static str, id: &str| {
             check_app_id(id).map_err(|source| ConfigError::AppId {
@@ -301,6 +329,10 @@ impl Config {
             outbox_cap: file.outbox_cap.unwrap_or(upkeep_core::outbox::DEFAULT_CAP),
             updater,
             qualification,
+            service: ServiceConfig {
+                admin_group: file.service.admin_group,
+                idle_exit: file.service.idle_exit_seconds.map(Duration::from_secs),
+            },
         })
     }
 

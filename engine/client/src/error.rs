@@ -143,6 +143,10 @@ pub enum UpdateError {
     /// The update response and the signed metadata disagree.
     #[error("refused: {0}")]
     Disagreement(OfferError),
+    /// The operation was cancelled before it changed the app; a download
+    /// begun is kept for a later resume.
+    #[error("cancelled; nothing of the app was changed")]
+    Cancelled,
     /// A download failed.
     #[error("download of {file} failed: {source}")]
     Download {
@@ -252,6 +256,7 @@ impl UpdateError {
             UpdateError::TufTarget { .. } => (C::Download, download::TUF_TARGET, 0),
             UpdateError::Disagreement(_) => (C::Download, download::DISAGREEMENT, 0),
             UpdateError::Download { source, .. } => (C::Download, source.omaha_code(), 0),
+            UpdateError::Cancelled => (C::Service, service::CANCELLED, 0),
             UpdateError::UpdaterFileCount { .. }
             | UpdateError::SelfInstall { .. }
             | UpdateError::SelfStage { .. }

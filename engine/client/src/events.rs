@@ -61,10 +61,10 @@ pub(crate) fn event(
 ) -> Event {
     let mut e = Event::new(
         kind,
-        if failure.is_some() {
-            EventResult::Error
-        } else {
-            EventResult::Success
+        match failure {
+            None => EventResult::Success,
+            Some(UpdateError::Cancelled) => EventResult::Cancelled,
+            Some(_) => EventResult::Error,
         },
     );
     let (category, code, extra) = failure.map_or((ErrorCategory::None, 0, 0), UpdateError::omaha);

@@ -15,6 +15,8 @@
 //!
 //! See `docs/embedding.md` and `examples/embed.rs`.
 
+#[cfg(unix)]
+pub mod access;
 mod apply;
 mod client;
 mod commit;
@@ -26,12 +28,13 @@ mod files;
 pub mod http;
 mod ids;
 mod install;
-#[cfg(unix)]
 pub mod ipc;
 pub mod lifecycle;
 pub mod observer;
 mod outbox;
 mod pass;
+#[cfg(unix)]
+pub mod peer;
 pub mod plugins;
 pub mod recovery;
 mod register;

@@ -11,6 +11,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use upkeep_core::version::Version;
 
 /// Receives what the engine reports while it works.
@@ -53,7 +55,7 @@ pub struct Progress<'a> {
 }
 
 /// A warning: what happened, and the app it concerns (if one).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Warning {
     /// The app, if the warning concerns one.
     pub app: Option<String>,
@@ -89,7 +91,8 @@ impl std::fmt::Display for Warning {
 }
 
 /// How a journalled app switch a dead process left was settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Settled {
     /// The switch had happened: it was recorded.
     Completed,
@@ -97,8 +100,10 @@ pub enum Settled {
     Undone,
 }
 
-/// Something the engine did, in the order it did it.
-#[derive(Debug, Clone, PartialEq)]
+/// Something the engine did, in the order it did it. Serialised (for the
+/// daemon's progress frames) as `{"kind": "<kebab-case name>", "data": …}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Notice {
     /// A download started from `url`.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use upkeep_core::cancel::Cancel;
 use upkeep_core::http::{HttpClient, HttpTransport};
 use upkeep_core::omaha::{
     AppStatus, DataRequest, EventType, Os, RequestApp, RequestBuilder, Response, UpdateCheckStatus,
@@ -79,6 +80,8 @@ pub(crate) struct Env<'a> {
     pub(crate) plugins: &'a dyn Plugins,
     /// The running binary (replaced in single-binary mode).
     pub(crate) exe: Option<&'a Path>,
+    /// Raised, the pass stops before the next step that changes anything.
+    pub(crate) cancel: &'a Cancel,
 }
 
 /// Everything one pass shares.
@@ -418,6 +421,7 @@ impl<'a> Run<'a, '_> {
                 offered: v.clone(),
                 installed: record.version.clone(),
             }),
+            Some(_) if self.env.cancel.is_cancelled() => Err(UpdateError::Cancelled),
             Some(v) => {
                 let data = installer_data(id, &record, app, self.observer);
                 self.apply(id, &record, check, v, data.as_deref())

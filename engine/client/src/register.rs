@@ -17,8 +17,9 @@ use crate::observer::Observer;
 use crate::plugins::Role;
 use crate::recovery::lock_and_recover_held;
 
-/// An app to register.
-#[derive(Debug, Clone)]
+/// An app to register (serialised in the daemon's `register` request).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Registration {
     /// The app id (stored lower-case).
     pub app: String,
@@ -30,16 +31,22 @@ pub struct Registration {
     /// The installer plugin (installer world).
     pub installer: PathBuf,
     /// An existence-checker plugin.
+    #[serde(default)]
     pub existence: Option<PathBuf>,
     /// The marker path the existence checker looks for.
+    #[serde(default)]
     pub marker: Option<String>,
     /// The update channel (Omaha `ap`).
+    #[serde(default)]
     pub channel: Option<String>,
     /// The install data index asked for on the first install.
+    #[serde(default)]
     pub install_data_index: Option<String>,
     /// A post-install check (qualifier world) every new version must pass.
+    #[serde(default)]
     pub post_install_check: Option<PathBuf>,
     /// Settings for the app's existence checker and post-install check.
+    #[serde(default)]
     pub settings: BTreeMap<String, String>,
 }
 

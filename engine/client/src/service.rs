@@ -2,9 +2,13 @@
 //! native shim named in `[updater] shim` (see `docs/shims.md`). Without a
 //! shim there is nothing to register and every call succeeds.
 //!
-//! The service and the wake timer run the active version's own binary
-//! (`<root>/versions/<v>/upkeep wake --root <root>`), so activation points
-//! them at the new version and deactivation never has to.
+//! The service and the wake timer run the active version's own binary, so
+//! activation points them at the new version and deactivation never has
+//! to: the wake timer `<root>/versions/<v>/upkeep wake --root <root>`, the
+//! service that version's daemon (`… daemon --root <root>`, which the
+//! systemd shim starts through a socket unit on `versions/<v>/ipc.sock`;
+//! docs/service.md). A single binary's service is a wake too: it has no
+//! daemon.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -71,27 +75,32 @@ impl Service {
     /// is the same on a first activation and on a swap, and a resumed
     /// activation can simply call it again.
     pub fn swap(&self, root: &Path, to: &Version) -> Result<(), String> {
-        self.register(root, &lifecycle::binary_path(root, to))
+        self.register(root, &lifecycle::binary_path(root, to), true)
     }
 
-    /// Registers the service and the wake timer to run `exe wake --root
-    /// <root>` (a single binary, or an updater version's binary).
-    pub fn register(&self, root: &Path, exe: &Path) -> Result<(), String> {
+    /// Registers the wake timer to run `exe wake --root <root>` and the
+    /// service to run `exe daemon --root <root>` (`daemon`: an updater
+    /// version's binary) or the same wake (a single binary).
+    pub fn register(&self, root: &Path, exe: &Path, daemon: bool) -> Result<(), String> {
         let Some(shim) = &self.shim else {
             return Ok(());
         };
-        let mut args = vec![
-            "wake".to_owned(),
-            "--root".to_owned(),
-            root.display().to_string(),
-        ];
-        if let Some(config) = &self.config_arg {
-            args.push("--config".to_owned());
-            args.push(config.display().to_string());
-        }
-        shim.register_service(exe, &args)
+        let args = |verb: &str| {
+            let mut args = vec![
+                verb.to_owned(),
+                "--root".to_owned(),
+                root.display().to_string(),
+            ];
+            if let Some(config) = &self.config_arg {
+                args.push("--config".to_owned());
+                args.push(config.display().to_string());
+            }
+            args
+        };
+        let service = if daemon { args("daemon") } else { args("wake") };
+        shim.register_service(exe, &service)
             .map_err(|e| e.to_string())?;
-        shim.register_wake(self.interval, exe, &args)
+        shim.register_wake(self.interval, exe, &args("wake"))
             .map_err(|e| e.to_string())
     }
 

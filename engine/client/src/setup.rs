@@ -84,7 +84,7 @@ impl Client {
             // The binary is replaced in place, so its path never changes: the
             // service is registered once, here.
             Service::from_config(root, Some(config))?
-                .register(root, &exe)
+                .register(root, &exe, false)
                 .map_err(|reason| ClientError::Service {
                     what: "make",
                     reason,

@@ -154,6 +154,7 @@ impl FakeServer {
             outbox_cap: upkeep_core::outbox::DEFAULT_CAP,
             updater: None,
             qualification: None,
+            service: crate::config::ServiceConfig::default(),
         }
     }
 

@@ -441,3 +441,79 @@ fn selecting_an_unknown_app_is_refused_before_anything_is_sent() {
     assert!(matches!(err, ClientError::NotRegistered { .. }), "{err}");
     assert!(w.server.requests.lock().unwrap().is_empty());
 }
+
+/// Raises a cancel flag at the first bytes of a download.
+struct CancelOnProgress(upkeep_core::cancel::Cancel, Recorder);
+
+impl crate::Observer for CancelOnProgress {
+    fn notice(&mut self, notice: &crate::Notice) {
+        self.1.notice(notice);
+    }
+
+    fn progress(&mut self, progress: &crate::Progress<'_>) {
+        self.0.cancel();
+        self.1.progress(progress);
+    }
+}
+
+#[test]
+fn a_cancel_mid_download_leaves_prefs_current_and_install_dir_and_resumes_later() {
+    let w = World::new();
+    w.server.publish(APP, "1.0", &[("app.tar", b"one")], None);
+    w.register("0");
+    w.update();
+    let payload = vec![9u8; 300_000];
+    w.server.publish(APP, "2.0", &[("app.tar", &payload)], None);
+    let prefs_before = std::fs::read(w.client.root().join(PREFS_FILE)).unwrap();
+    let tree_before = tree(&w.install_dir());
+    let mut observer = CancelOnProgress(w.client.canceller(), Recorder::default());
+    let mut pass = w.client.update(Selection::All, &mut observer).unwrap();
+    let error = error_of(pass.apps.remove(0).outcome);
+    assert!(matches!(error, UpdateError::Cancelled), "{error}");
+    assert_eq!(
+        error.omaha(),
+        (
+            ErrorCategory::Service,
+            upkeep_core::omaha::codes::service::CANCELLED,
+            0
+        )
+    );
+    assert_eq!(
+        std::fs::read(w.client.root().join(PREFS_FILE)).unwrap(),
+        prefs_before,
+        "prefs changed"
+    );
+    assert_eq!(tree(&w.install_dir()), tree_before, "install dir changed");
+    assert_eq!(w.current().as_deref(), Some("1.0"));
+    assert_eq!(w.plugins.installs().len(), 1, "the installer ran");
+    // The event says cancelled (eventresult 4); the staged bytes stay.
+    assert!(
+        w.server.events().iter().any(|e| e.0 == APP && e.2 == 4),
+        "{:?}",
+        w.server.events()
+    );
+    let partial = w
+        .client
+        .root()
+        .join("downloads/.partial")
+        .join(APP)
+        .join("2.0/app.tar");
+    let kept = std::fs::metadata(&partial).unwrap().len();
+    assert!(kept > 0 && kept < payload.len() as u64, "{kept}");
+    // A client with a fresh flag finishes the update from the staged bytes.
+    let again = Client::builder(w.client.root())
+        .with_config(w.server.config(w.dir.path()))
+        .http(w.server.clone())
+        .plugins(w.plugins.clone())
+        .exe("/nonexistent/upkeep")
+        .open()
+        .unwrap();
+    let mut pass = again
+        .update(Selection::All, &mut Recorder::default())
+        .unwrap();
+    match pass.apps.remove(0).outcome {
+        AppOutcome::Updated { downloads, .. } => assert_eq!(downloads[0].resumed_from, kept),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.current().as_deref(), Some("2.0"));
+}

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::cancel::Cancel;
 use crate::durable::sync_dir;
 use crate::http::{HttpClient, HttpResponse};
 
@@ -58,6 +59,9 @@ pub struct DownloadOptions {
     /// How many times one URL is resumed after an interruption that made
     /// progress, before the next URL is tried.
     pub resume_attempts: u32,
+    /// Raised, the download stops after the chunk it is writing and keeps
+    /// its staging file for a later resume ([`DownloadError::Cancelled`]).
+    pub cancel: Cancel,
 }
 
 impl Default for DownloadOptions {
@@ -66,6 +70,7 @@ impl Default for DownloadOptions {
             min_bytes_per_second: 1024,
             slow_window: Duration::from_secs(30),
             resume_attempts: 3,
+            cancel: Cancel::new(),
         }
     }
 }
@@ -174,6 +179,15 @@ pub enum DownloadError {
         /// The digest of the bytes received (hex).
         actual: String,
     },
+    /// The download was cancelled; the bytes staged so far are kept for a
+    /// later resume and nothing was moved into place.
+    #[error("cancelled after {received} of {expected} bytes")]
+    Cancelled {
+        /// Bytes staged.
+        received: u64,
+        /// The expected length.
+        expected: u64,
+    },
     /// Reading or writing local files failed.
     #[error("{}: {source}", path.display())]
     Disk {
@@ -194,8 +208,10 @@ enum AfterError {
     TryNextUrl,
     /// The staged bytes are bad: delete them and try the next URL from zero.
     Discard,
-    /// Stop.
+    /// Stop, deleting the staged bytes.
     Fatal,
+    /// Stop, keeping the staged bytes for a later resume.
+    Stop,
 }
 
 impl DownloadError {
@@ -207,6 +223,7 @@ impl DownloadError {
             Self::Status { .. } | Self::SlowRetrieval { .. } => AfterError::TryNextUrl,
             Self::LengthExceeded { .. } | Self::HashMismatch { .. } => AfterError::Discard,
             Self::NoUrls | Self::Disk { .. } => AfterError::Fatal,
+            Self::Cancelled { .. } => AfterError::Stop,
         }
     }
 
@@ -381,6 +398,7 @@ impl<H: HttpClient> Downloader<H> {
                         staged.discard();
                         return Err(error);
                     }
+                    AfterError::Stop => return Err(error),
                     AfterError::Discard => {
                         if let Err(e) = staged.restart() {
                             staged.discard();
@@ -410,6 +428,20 @@ impl<H: HttpClient> Downloader<H> {
         Err(last_error)
     }
 
+    fn check_cancel(
+        &self,
+        request: &DownloadRequest,
+        staged: &Staged,
+    ) -> Result<(), DownloadError> {
+        if self.options.cancel.is_cancelled() {
+            return Err(DownloadError::Cancelled {
+                received: staged.len,
+                expected: request.length,
+            });
+        }
+        Ok(())
+    }
+
     /// One GET: from the staged length on, into the staging file.
     fn attempt(
         &self,
@@ -422,6 +454,7 @@ impl<H: HttpClient> Downloader<H> {
         if staged.len == request.length {
             return Ok(());
         }
+        self.check_cancel(request, staged)?;
         let start = staged.len;
         let mut response = self
             .http
@@ -499,6 +532,9 @@ impl<H: HttpClient> Downloader<H> {
                 received: staged.len,
                 total: request.length,
             });
+            if staged.len < request.length {
+                self.check_cancel(request, staged)?;
+            }
             let elapsed = window_start.elapsed();
             if self.options.min_bytes_per_second > 0
                 && elapsed >= self.options.slow_window
@@ -802,6 +838,36 @@ mod tests {
     }
 
     #[test]
+    fn a_cancelled_download_stops_keeps_its_bytes_and_resumes_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = payload(200_000);
+        let http = FakeHttp::with(&[("http://a/p", Behaviour::Serve(data.clone()))]);
+        let req = request(dir.path(), &["http://a/p"], &data);
+        let options = DownloadOptions::default();
+        let cancel = options.cancel.clone();
+        let err = Downloader::new(&http, options)
+            .download(&req, &mut |_| cancel.cancel())
+            .unwrap_err();
+        let DownloadError::Cancelled { received, expected } = err else {
+            panic!("expected Cancelled, got {err}");
+        };
+        assert_eq!(expected, 200_000);
+        assert!(received > 0 && received < expected, "{received}");
+        assert!(!req.dest.exists());
+        assert_eq!(fs::metadata(&req.staging).unwrap().len(), received);
+        // Cancelled before it starts: nothing is fetched.
+        let options = DownloadOptions::default();
+        options.cancel.cancel();
+        let before = http.requests().len();
+        let err = run(&http, &req, options).unwrap_err();
+        assert!(matches!(err, DownloadError::Cancelled { .. }), "{err}");
+        assert_eq!(http.requests().len(), before);
+        // The next download asks only for the rest.
+        run(&http, &req, DownloadOptions::default()).unwrap();
+        assert_eq!(fs::read(&req.dest).unwrap(), data);
+    }
+
+    #[test]
     fn hash_mismatch_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let data = payload(5000);
@@ -981,6 +1047,7 @@ mod tests {
             min_bytes_per_second: 10_000,
             slow_window: Duration::from_millis(150),
             resume_attempts: 3,
+            cancel: Cancel::new(),
         };
         let started = Instant::now();
         let err = run(&http, &req, options).unwrap_err();

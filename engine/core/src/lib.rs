@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod appdir;
+pub mod cancel;
 pub mod crash;
 pub mod cup;
 pub mod download;

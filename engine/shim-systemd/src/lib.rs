@@ -20,7 +20,10 @@
 //! the directory):
 //!
 //! - `register_service` → `<name>.service`, `Type=oneshot`, `ExecStart=` the
-//!   executable and arguments given (the engine passes `wake --root ...`);
+//!   executable and arguments given; when the command is `daemon` (what the
+//!   engine registers for an updater version) a long-running service
+//!   started by `<name>.socket`, which listens on `ipc.sock` beside the
+//!   executable and is enabled in `sockets.target.wants/`;
 //! - `register_wake` → `<name>-wake.service` (the same shape) and
 //!   `<name>-wake.timer`, enabled by a link in `timers.target.wants/`;
 //! - `swap_service` → rewrites each of the two services that exists;

@@ -12,8 +12,13 @@ use upkeep_shim_abi::export::{ShimFailure, ShimV1};
 use crate::config::{Reload, SystemdConfig};
 use crate::error::SystemdError;
 use crate::fsio;
-use crate::quote::exec_command_line;
-use crate::units::{self, TIMERS_WANTS_DIR, UnitNames};
+use crate::quote::{escape_specifiers, exec_command_line};
+use crate::units::{self, SOCKETS_WANTS_DIR, TIMERS_WANTS_DIR, UnitNames};
+
+/// Whether a service's arguments make it the daemon.
+fn is_daemon(args: &[String]) -> bool {
+    args.first().is_some_and(|a| a == units::DAEMON_COMMAND)
+}
 
 /// How much of `systemctl`'s standard error goes into an error message.
 const STDERR_TAIL: usize = 1024;
@@ -42,15 +47,64 @@ impl SystemdShim {
         &self.names
     }
 
-    /// Writes `<name>.service` running `exe` with `args`.
+    /// Writes `<name>.service` running `exe` with `args`. When the command
+    /// is the daemon (`args[0]` is `daemon`), the service is long-running
+    /// and socket-activated: `<name>.socket` listens on `ipc.sock` beside
+    /// `exe` and is enabled (and, with `reload`, restarted so it listens
+    /// at the new path); otherwise the service is a oneshot and a socket
+    /// unit left from before is removed.
     pub fn register_service(&self, exe: &str, args: &[String]) -> Result<(), SystemdError> {
         let exec = exec_command_line(exe, args)?;
+        let daemon = is_daemon(args);
+        self.write_service(exe, &exec, daemon)?;
+        tracing::info!(unit = %self.names.service, dir = %self.config.unit_dir.display(), daemon, "registered service");
+        if !daemon {
+            self.remove_socket()?;
+        }
+        self.daemon_reload()?;
+        if daemon {
+            self.systemctl(&["restart", &self.names.socket])?;
+        }
+        Ok(())
+    }
+
+    /// `<name>.service` (and for the daemon `<name>.socket`, enabled).
+    fn write_service(&self, exe: &str, exec: &str, daemon: bool) -> Result<(), SystemdError> {
+        if !daemon {
+            return fsio::write_atomic(
+                &self.unit_path(&self.names.service),
+                units::service_unit(&self.config, exec).as_bytes(),
+            );
+        }
+        let dir = Path::new(exe).parent().unwrap_or(Path::new("/"));
+        let listen = dir.join(units::DAEMON_SOCKET_FILE);
+        fsio::write_atomic(
+            &self.unit_path(&self.names.socket),
+            units::socket_unit(
+                &self.config,
+                &escape_specifiers(&listen.display().to_string()),
+            )
+            .as_bytes(),
+        )?;
         fsio::write_atomic(
             &self.unit_path(&self.names.service),
-            units::service_unit(&self.config, &exec).as_bytes(),
+            units::daemon_service_unit(&self.config, exec).as_bytes(),
         )?;
-        tracing::info!(unit = %self.names.service, dir = %self.config.unit_dir.display(), "registered service");
-        self.daemon_reload()
+        fsio::symlink_atomic(&self.socket_wants_target(), &self.socket_wants_link())
+    }
+
+    /// Removes `<name>.socket` and its enabling link (missing is fine);
+    /// whether there was anything.
+    fn remove_socket(&self) -> Result<bool, SystemdError> {
+        let socket = self.unit_path(&self.names.socket);
+        if fsio::exists(&socket)
+            && let Err(e) = self.systemctl(&["stop", &self.names.socket])
+        {
+            tracing::warn!("{e}");
+        }
+        let mut removed = fsio::remove(&self.socket_wants_link())?;
+        removed |= fsio::remove(&socket)?;
+        Ok(removed)
     }
 
     /// Rewrites the `ExecStart=` of every registered service
@@ -75,10 +129,7 @@ impl SystemdShim {
             )?;
         }
         if has_service {
-            fsio::write_atomic(
-                &service,
-                units::service_unit(&self.config, &exec).as_bytes(),
-            )?;
+            self.write_service(exe, &exec, is_daemon(args))?;
         }
         tracing::info!(exe, "swapped services");
         self.daemon_reload()
@@ -87,7 +138,8 @@ impl SystemdShim {
     /// Removes `<name>.service` (a missing file is fine). A running
     /// instance is not stopped: it may be the engine itself, uninstalling.
     pub fn unregister_service(&self) -> Result<(), SystemdError> {
-        if fsio::remove(&self.unit_path(&self.names.service))? {
+        let socket = self.remove_socket()?;
+        if fsio::remove(&self.unit_path(&self.names.service))? || socket {
             tracing::info!(unit = %self.names.service, "unregistered service");
             self.daemon_reload()?;
         }
@@ -145,6 +197,7 @@ impl SystemdShim {
         let mut lines = Vec::new();
         for (unit, keys) in [
             (&self.names.service, &["ExecStart="][..]),
+            (&self.names.socket, &["ListenStream="][..]),
             (&self.names.timer, &["OnUnitActiveSec=", "OnBootSec="][..]),
             (&self.names.wake_service, &["ExecStart="][..]),
         ] {
@@ -206,6 +259,17 @@ impl SystemdShim {
     /// if it is assembled under another root.
     fn wants_target(&self) -> PathBuf {
         Path::new("..").join(&self.names.timer)
+    }
+
+    fn socket_wants_link(&self) -> PathBuf {
+        self.config
+            .unit_dir
+            .join(SOCKETS_WANTS_DIR)
+            .join(&self.names.socket)
+    }
+
+    fn socket_wants_target(&self) -> PathBuf {
+        Path::new("..").join(&self.names.socket)
     }
 
     fn daemon_reload(&self) -> Result<(), SystemdError> {
@@ -336,6 +400,57 @@ mod tests {
         s.unregister_service().unwrap();
         s.unregister_service().unwrap();
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn the_daemon_service_is_socket_activated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("units");
+        let s = shim(&dir);
+        s.register_service(
+            "/var/lib/up%keep/versions/1.0/upkeep",
+            &args(&["daemon", "--root", "/var/lib/up%keep"]),
+        )
+        .unwrap();
+        let service = read(&dir, "upkeep.service");
+        assert!(service.contains("\nType=simple\n"), "{service}");
+        assert!(service.contains("\nRequires=upkeep.socket\n"), "{service}");
+        assert!(service.contains("\nKillMode=mixed\n"), "{service}");
+        let socket = read(&dir, "upkeep.socket");
+        assert!(
+            socket.contains("\nListenStream=/var/lib/up%%keep/versions/1.0/ipc.sock\n"),
+            "{socket}"
+        );
+        assert_eq!(
+            fs::read_link(dir.join("sockets.target.wants/upkeep.socket")).unwrap(),
+            Path::new("../upkeep.socket")
+        );
+        assert!(
+            s.describe()
+                .unwrap()
+                .contains("upkeep.socket: ListenStream=")
+        );
+        // A swap to the next version moves the socket with it.
+        s.swap_service(
+            "/var/lib/upkeep/versions/2.0/upkeep",
+            &args(&["daemon", "--root", "/var/lib/upkeep"]),
+        )
+        .unwrap();
+        assert!(
+            read(&dir, "upkeep.socket")
+                .contains("\nListenStream=/var/lib/upkeep/versions/2.0/ipc.sock\n")
+        );
+        // Registering a oneshot service instead removes the socket.
+        s.register_service("/usr/bin/upkeep", &args(&["wake"]))
+            .unwrap();
+        assert!(!dir.join("upkeep.socket").exists());
+        assert!(!dir.join("sockets.target.wants/upkeep.socket").exists());
+        assert!(read(&dir, "upkeep.service").contains("\nType=oneshot\n"));
+        s.register_service("/opt/u/1/upkeep", &args(&["daemon"]))
+            .unwrap();
+        s.unregister_service().unwrap();
+        assert!(!dir.join("upkeep.socket").exists());
+        assert!(!dir.join("upkeep.service").exists());
     }
 
     #[test]

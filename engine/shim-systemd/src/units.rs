@@ -22,6 +22,8 @@ pub struct UnitNames {
     pub wake_service: String,
     /// `<name>-wake.timer`: the periodic wake.
     pub timer: String,
+    /// `<name>.socket`: the daemon's socket, when the service is the daemon.
+    pub socket: String,
 }
 
 impl UnitNames {
@@ -31,18 +33,54 @@ impl UnitNames {
             service: format!("{name}.service"),
             wake_service: format!("{name}-wake.service"),
             timer: format!("{name}-wake.timer"),
+            socket: format!("{name}.socket"),
         }
     }
 }
 
 /// The directory `systemctl enable` links the timer into.
 pub const TIMERS_WANTS_DIR: &str = "timers.target.wants";
+/// The directory `systemctl enable` links the socket into.
+pub const SOCKETS_WANTS_DIR: &str = "sockets.target.wants";
+
+/// The first argument that makes a service the long-running daemon.
+pub const DAEMON_COMMAND: &str = "daemon";
+/// The socket file the daemon serves, beside its executable.
+pub const DAEMON_SOCKET_FILE: &str = "ipc.sock";
 
 /// `<name>.service`: a oneshot running `exec_start` (already quoted).
 pub fn service_unit(config: &SystemdConfig, exec_start: &str) -> String {
     format!(
         "{HEADER}[Unit]\nDescription={}\n\n[Service]\nType=oneshot\nExecStart={exec_start}\n",
         escape_specifiers(&config.description)
+    )
+}
+
+/// `<name>.service` as the daemon: started by `<name>.socket` on the first
+/// connection, told to stop with SIGTERM to the main process only
+/// (`KillMode=mixed`), so it can cancel and finish the operation in flight
+/// before the rest of its group is killed.
+pub fn daemon_service_unit(config: &SystemdConfig, exec_start: &str) -> String {
+    let names = UnitNames::new(&config.name);
+    format!(
+        "{HEADER}[Unit]\nDescription={}\nRequires={socket}\nAfter={socket}\n\n\
+         [Service]\nType=simple\nExecStart={exec_start}\nKillMode=mixed\nTimeoutStopSec=120\n",
+        escape_specifiers(&config.description),
+        socket = names.socket,
+    )
+}
+
+/// `<name>.socket`: listens on `listen` for the daemon. Mode 0666: the
+/// daemon decides per request who may ask what (`SO_PEERCRED`), and a
+/// per-user state root is a private directory.
+pub fn socket_unit(config: &SystemdConfig, listen: &str) -> String {
+    let names = UnitNames::new(&config.name);
+    format!(
+        "{HEADER}[Unit]\nDescription={} (IPC socket)\n\n\
+         [Socket]\nListenStream={listen}\nSocketMode=0666\nRemoveOnStop=yes\nService={}\n\n\
+         [Install]\nWantedBy=sockets.target\n",
+        escape_specifiers(&config.description),
+        names.service,
     )
 }
 
@@ -92,6 +130,40 @@ mod tests {
         assert_eq!(n.service, "acme@x.service");
         assert_eq!(n.wake_service, "acme@x-wake.service");
         assert_eq!(n.timer, "acme@x-wake.timer");
+        assert_eq!(n.socket, "acme@x.socket");
+    }
+
+    #[test]
+    fn daemon_and_socket_text() {
+        assert_eq!(
+            daemon_service_unit(&config(), "/opt/upkeep/upkeep daemon"),
+            "# Written by upkeep's systemd shim; edits are overwritten.\n\
+             [Unit]\n\
+             Description=upkeep update engine\n\
+             Requires=upkeep.socket\n\
+             After=upkeep.socket\n\
+             \n\
+             [Service]\n\
+             Type=simple\n\
+             ExecStart=/opt/upkeep/upkeep daemon\n\
+             KillMode=mixed\n\
+             TimeoutStopSec=120\n"
+        );
+        assert_eq!(
+            socket_unit(&config(), "/var/lib/upkeep/versions/1.0/ipc.sock"),
+            "# Written by upkeep's systemd shim; edits are overwritten.\n\
+             [Unit]\n\
+             Description=upkeep update engine (IPC socket)\n\
+             \n\
+             [Socket]\n\
+             ListenStream=/var/lib/upkeep/versions/1.0/ipc.sock\n\
+             SocketMode=0666\n\
+             RemoveOnStop=yes\n\
+             Service=upkeep.service\n\
+             \n\
+             [Install]\n\
+             WantedBy=sockets.target\n"
+        );
     }
 
     #[test]

@@ -14,11 +14,53 @@ use std::time::Duration;
 
 use upkeep_shim_systemd::{SystemdConfig, SystemdShim};
 
+/// Whether `systemd-analyze` is here (else the test says so and passes).
+fn have_systemd_analyze() -> bool {
+    let probe = Command::new("systemd-analyze").arg("--version").output();
+    let here = probe.is_ok_and(|o| o.status.success());
+    if !here {
+        eprintln!("systemd-analyze not installed: unit files not checked by systemd");
+    }
+    here
+}
+
+/// `systemd-analyze verify` of `units`; fails on an error or on a warning
+/// about one of our files. Returns the unit dump (standard output).
+fn verify(dir: &Path, units: &[&str], debug: bool) -> String {
+    let mut cmd = Command::new("systemd-analyze");
+    cmd.args(["verify", "--man=no"]);
+    for unit in units {
+        cmd.arg(dir.join(unit));
+    }
+    if debug {
+        cmd.env("SYSTEMD_LOG_LEVEL", "debug");
+    }
+    let output = cmd.output().unwrap();
+    // Log messages go to standard error, the unit dump to standard output.
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "systemd-analyze verify: {log}");
+    // Warnings about our files (a setting ignored, quoting) start with the
+    // file's path and line number.
+    let dir = dir.display().to_string();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.starts_with(&dir)).collect();
+    assert!(
+        warnings.is_empty(),
+        "systemd-analyze verify warned: {warnings:#?}"
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// An executable that exists (verify checks).
+fn true_exe() -> &'static str {
+    ["/usr/bin/true", "/bin/true"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("true(1)")
+}
+
 #[test]
 fn systemd_accepts_the_units() {
-    let probe = Command::new("systemd-analyze").arg("--version").output();
-    if !probe.is_ok_and(|o| o.status.success()) {
-        eprintln!("systemd-analyze not installed: unit files not checked by systemd");
+    if !have_systemd_analyze() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -27,12 +69,9 @@ fn systemd_accepts_the_units() {
     config.name = "upkeep-verify-test".into();
     config.description = "upkeep 100% verified".into();
     let shim = SystemdShim::new(config);
-    // An executable that exists (verify checks), with arguments that need
-    // every kind of quoting.
-    let exe = ["/usr/bin/true", "/bin/true"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("true(1)");
+    // An executable that exists, with arguments that need every kind of
+    // quoting.
+    let exe = true_exe();
     let args: Vec<String> = [
         "wake",
         "--root",
@@ -54,25 +93,14 @@ fn systemd_accepts_the_units() {
     shim.register_wake(Duration::from_secs(3600), exe, &args)
         .unwrap();
 
-    let output = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(units.join("upkeep-verify-test.service"))
-        .arg(units.join("upkeep-verify-test-wake.timer"))
-        .arg(units.join("upkeep-verify-test-wake.service"))
-        .env("SYSTEMD_LOG_LEVEL", "debug")
-        .output()
-        .unwrap();
-    // Log messages go to standard error, the unit dump to standard output.
-    let log = String::from_utf8_lossy(&output.stderr);
-    let dump = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "systemd-analyze verify: {log}");
-    // Warnings about our files (a setting ignored, quoting) start with the
-    // file's path and line number.
-    let dir = units.display().to_string();
-    let warnings: Vec<&str> = log.lines().filter(|l| l.starts_with(&dir)).collect();
-    assert!(
-        warnings.is_empty(),
-        "systemd-analyze verify warned: {warnings:#?}"
+    let dump = verify(
+        &units,
+        &[
+            "upkeep-verify-test.service",
+            "upkeep-verify-test-wake.timer",
+            "upkeep-verify-test-wake.service",
+        ],
+        true,
     );
 
     // Both services, as systemd parsed them: the program, then the
@@ -131,4 +159,29 @@ fn split_dumped(line: &str) -> Option<Vec<String>> {
         }
         words.push(word);
     }
+}
+
+#[test]
+fn systemd_accepts_the_daemon_and_its_socket() {
+    if !have_systemd_analyze() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let units = tmp.path().join("units");
+    let mut config = SystemdConfig::new(&units);
+    config.name = "upkeep-verify-daemon".into();
+    let shim = SystemdShim::new(config);
+    let args: Vec<String> = ["daemon", "--root", "/var/lib/upkeep"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    shim.register_service(true_exe(), &args).unwrap();
+    verify(
+        &units,
+        &[
+            "upkeep-verify-daemon.socket",
+            "upkeep-verify-daemon.service",
+        ],
+        false,
+    );
 }

@@ -51,6 +51,8 @@ pub mod download {
     pub const CONTENT_RANGE: i64 = 8;
     /// No download URL.
     pub const NO_URLS: i64 = 9;
+    /// The download was cancelled (staged bytes kept).
+    pub const CANCELLED: i64 = 10;
     /// The TUF metadata could not be refreshed.
     pub const TUF_REFRESH: i64 = 20;
     /// The TUF targets metadata does not list the package.
@@ -73,6 +75,8 @@ pub mod install {
 pub mod service {
     /// The prefs could not be written.
     pub const PREFS: i64 = 1;
+    /// The operation was cancelled (the event's result is `cancelled`).
+    pub const CANCELLED: i64 = 2;
     /// A plugin could not be loaded (missing, wrong world, changed).
     pub const PLUGIN_LOAD: i64 = 10;
     /// A plugin call failed (trap, limit, refusal of the host).
@@ -109,6 +113,7 @@ impl DownloadError {
             DownloadError::SlowRetrieval { .. } => download::SLOW,
             DownloadError::HashMismatch { .. } => download::HASH,
             DownloadError::Disk { .. } => download::DISK,
+            DownloadError::Cancelled { .. } => download::CANCELLED,
         }
     }
 }

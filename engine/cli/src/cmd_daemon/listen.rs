@@ -1,0 +1,380 @@
+//! Starting, listening and stopping: who may run the daemon, the socket
+//! (bound here or handed over by the service manager), the accept loop,
+//! and the watcher that ends it.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use upkeep_client::access::{AccessPolicy, AdminGroup};
+use upkeep_client::config::{Config, DEFAULT_IDLE_EXIT, ServiceConfig};
+use upkeep_client::lifecycle::own_version;
+use upkeep_client::peer::{group_id, own_uid};
+use upkeep_client::scope::default_config_path;
+use upkeep_client::statelog::log;
+use upkeep_core::lifecycle;
+use upkeep_core::state::{PREFS_FILE, Prefs};
+use upkeep_core::version::Version;
+
+use super::DaemonArgs;
+use super::serve::{Daemon, serve};
+use crate::ExitCode;
+
+/// How often an idle daemon checks that it is still wanted.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+/// How often the watcher looks for a signal or the idle deadline.
+const TICK: Duration = Duration::from_millis(100);
+/// How long the daemon waits before accepting again after a failed
+/// accept (out of file descriptors, say).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// The most connections served at once; more are refused at once.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Set by SIGTERM or SIGINT.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+/// The bound socket; removed on drop unless another process has
+/// replaced it meanwhile.
+struct Bound {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        let ours =
+            std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id);
+        if ours && let Err(e) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the socket");
+        }
+    }
+}
+
+pub(super) fn run(args: DaemonArgs) -> Result<ExitCode> {
+    let root = args.state.root()?;
+    let exe = std::env::current_exe().context("cannot find the running binary")?;
+    let (installed, own) = own_version(Some(&exe));
+    if installed.as_ref().is_none_or(|i| i.root != root) {
+        bail!(
+            "upkeep daemon runs only from a version installed in the state root, \
+             {}/versions/<version>/upkeep (this binary is {}); run {}",
+            root.display(),
+            exe.display(),
+            root.join("current/upkeep daemon").display()
+        );
+    }
+    let prefs = Prefs::load(&root.join(PREFS_FILE))?;
+    if prefs.active_version.as_ref() != Some(&own) {
+        bail!(
+            "upkeep {own} is not the active version in {} (active: {}); only the active version's daemon serves",
+            root.display(),
+            prefs
+                .active_version
+                .as_ref()
+                .map_or("none".to_owned(), ToString::to_string)
+        );
+    }
+    let service = service_config(&root, args.state.config.as_deref());
+    let owner = own_uid();
+    let policy = AccessPolicy {
+        owner,
+        admin_group: admin_group(&root, service.admin_group.as_deref()),
+    };
+    let socket = lifecycle::ipc_socket_path(&root, &own);
+    let handed = handed_socket()?;
+    let activated = handed.is_some();
+    let (listener, _bound) = match handed {
+        Some(listener) => (listener, None),
+        None => {
+            let (listener, bound) = bind(&socket, policy.is_system())?;
+            (listener, Some(bound))
+        }
+    };
+    let idle_exit = match args.idle_exit {
+        Some(0) => None,
+        Some(secs) => Some(Duration::from_secs(secs)),
+        None if activated => match service.idle_exit.unwrap_or(DEFAULT_IDLE_EXIT) {
+            d if d.is_zero() => None,
+            d => Some(d),
+        },
+        None => None,
+    };
+    let waker = if activated {
+        None
+    } else {
+        Some(
+            listener
+                .try_clone()
+                .context("cannot keep a handle on the socket")?,
+        )
+    };
+    let d = Arc::new(Daemon::new(
+        root,
+        args.state.config,
+        own,
+        exe,
+        policy,
+        socket.clone(),
+        waker,
+    ));
+    log(
+        &d.root,
+        &format!(
+            "daemon {} (pid {}, uid {owner}) listening on {}{}",
+            d.own,
+            d.pid,
+            socket.display(),
+            if activated {
+                " (socket from the service manager)"
+            } else {
+                ""
+            }
+        ),
+    );
+    eprintln!(
+        "upkeep {}: daemon listening on {} (pid {})",
+        d.own,
+        socket.display(),
+        d.pid
+    );
+    watch_signals();
+    let watcher = {
+        let d = d.clone();
+        std::thread::spawn(move || watch(&d, idle_exit))
+    };
+    let why = loop {
+        if let Some(why) = d.stopping() {
+            break why;
+        }
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if let Some(why) = d.stopping() {
+                    break why;
+                }
+                d.touch();
+                if d.connections() >= MAX_CONNECTIONS {
+                    super::serve::refuse_busy(stream);
+                    continue;
+                }
+                let entered = d.enter();
+                std::thread::spawn(move || serve(&entered.0, stream));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) if d.stopping().is_some() => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot accept a connection");
+                std::thread::sleep(ACCEPT_RETRY);
+            }
+        }
+    };
+    drop(watcher);
+    // An operation in flight stops at its next safe point; wait for it.
+    if d.cancel_running() {
+        log(
+            &d.root,
+            &format!(
+                "daemon {} (pid {}): cancelling the operation in flight",
+                d.own, d.pid
+            ),
+        );
+    }
+    d.wait_idle();
+    log(
+        &d.root,
+        &format!("daemon {} (pid {}) exits: {why}", d.own, d.pid),
+    );
+    eprintln!("upkeep {}: daemon exits: {why}", d.own);
+    Ok(ExitCode::Ok)
+}
+
+/// The watcher: stops the daemon once it is unwanted, signalled, or idle
+/// for `idle_exit`.
+fn watch(d: &Daemon, idle_exit: Option<Duration>) {
+    let mut last_check = Instant::now();
+    loop {
+        if d.stopping().is_some() {
+            return;
+        }
+        std::thread::sleep(TICK);
+        let why = if SIGNALLED.load(Ordering::SeqCst) {
+            Some("asked to stop (SIGTERM)".to_owned())
+        } else if let Some(idle) = idle_exit
+            && d.idle_for() >= idle
+        {
+            Some(format!("idle for {} s", idle.as_secs()))
+        } else if last_check.elapsed() >= CHECK_EVERY {
+            last_check = Instant::now();
+            unwanted(&d.root, &d.own)
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            d.stop(why);
+            return;
+        }
+    }
+}
+
+/// SIGTERM and SIGINT raise [`SIGNALLED`] (a small thread waits for them).
+fn watch_signals() {
+    std::thread::spawn(|| {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch for signals; SIGTERM ends the daemon at once");
+                return;
+            }
+        };
+        runtime.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::warn!("cannot watch for signals; SIGTERM ends the daemon at once");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            SIGNALLED.store(true, Ordering::SeqCst);
+        });
+    });
+}
+
+/// The `[service]` section of the configuration, or the defaults when it
+/// cannot be read (the daemon still serves status; commands report why).
+fn service_config(root: &Path, config: Option<&Path>) -> ServiceConfig {
+    let path = config.map_or_else(|| default_config_path(root), Path::to_path_buf);
+    if !path.exists() {
+        return ServiceConfig::default();
+    }
+    match Config::load(&path) {
+        Ok(c) => c.service,
+        Err(e) => {
+            log(
+                root,
+                &format!("daemon: cannot read the [service] section ({e}); using its defaults"),
+            );
+            ServiceConfig::default()
+        }
+    }
+}
+
+/// The configured admin group with its id; a group that does not exist is
+/// logged and ignored (root alone administers).
+fn admin_group(root: &Path, name: Option<&str>) -> Option<AdminGroup> {
+    let name = name?;
+    match group_id(name) {
+        Some(gid) => Some(AdminGroup {
+            name: name.to_owned(),
+            gid,
+        }),
+        None => {
+            log(
+                root,
+                &format!(
+                    "daemon: [service] admin_group {name:?} is not a group here; only root administers"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The listening socket the service manager passed (`LISTEN_PID` is this
+/// process and `LISTEN_FDS` is at least 1: descriptor 3), if it did.
+fn handed_socket() -> Result<Option<UnixListener>> {
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let count = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse::<u32>().ok())
+        .unwrap_or(0);
+    // Children must not take the socket for theirs.
+    // SAFETY: no other thread runs yet that could read the environment.
+    unsafe {
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+    }
+    if !ours || count == 0 {
+        return Ok(None);
+    }
+    use std::os::fd::{FromRawFd, OwnedFd};
+    const SD_LISTEN_FDS_START: i32 = 3;
+    // SAFETY: the service manager passes descriptor 3 open, to this
+    // process only (LISTEN_PID), and nothing else in it owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(SD_LISTEN_FDS_START) };
+    let listener = UnixListener::from(fd);
+    listener
+        .local_addr()
+        .context("the socket the service manager passed is not a Unix socket")?;
+    Ok(Some(listener))
+}
+
+/// Binds `socket`, replacing a stale socket file (one nothing answers
+/// on); refuses when a daemon already listens there. A system daemon's
+/// socket is open to every local user (the access rules decide per
+/// request); a per-user daemon's to its owner only.
+fn bind(socket: &Path, system: bool) -> Result<(UnixListener, Bound)> {
+    let listener = match UnixListener::bind(socket) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            if UnixStream::connect(socket).is_ok() {
+                bail!("a daemon already listens on {}", socket.display());
+            }
+            std::fs::remove_file(socket)
+                .with_context(|| format!("cannot remove the stale {}", socket.display()))?;
+            UnixListener::bind(socket)
+                .with_context(|| format!("cannot listen on {}", socket.display()))?
+        }
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot listen on {}", socket.display()));
+        }
+    };
+    let mode = if system { 0o666 } else { 0o600 };
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
+    let meta = std::fs::symlink_metadata(socket)
+        .with_context(|| format!("cannot read {}", socket.display()))?;
+    let bound = Bound {
+        path: socket.to_path_buf(),
+        id: (meta.dev(), meta.ino()),
+    };
+    Ok((listener, bound))
+}
+
+/// Why the daemon should stop, if it should: it is no longer the active
+/// version, its version directory is gone, or upkeep is being
+/// uninstalled. Unreadable prefs keep it running (the next look may
+/// succeed; commands report the damage).
+pub(super) fn unwanted(root: &Path, own: &Version) -> Option<String> {
+    if !lifecycle::binary_path(root, own).is_file() {
+        return Some(format!("{own} is no longer installed"));
+    }
+    match Prefs::load(&root.join(PREFS_FILE)) {
+        Ok(p) if p.uninstalling => Some("upkeep is being uninstalled".to_owned()),
+        Ok(p) if p.active_version.as_ref() != Some(own) => Some(format!(
+            "{} is active",
+            p.active_version
+                .as_ref()
+                .map_or("no version".to_owned(), ToString::to_string)
+        )),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the prefs; serving on");
+            None
+        }
+    }
+}

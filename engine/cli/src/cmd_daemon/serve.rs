@@ -1,0 +1,419 @@
+//! One connection: who is asking, what, whether they may, and the answer.
+//! Reads run at once; an operation that changes state waits for the one in
+//! flight and runs in this process with a [`Relay`] streaming what it
+//! reports to the client.
+
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use upkeep_client::Client;
+use upkeep_client::access::AccessPolicy;
+use upkeep_client::ipc::{self, LineError, LineReader, PROTOCOL, Relay, Request, parse_request};
+use upkeep_client::peer::Peer;
+use upkeep_client::statelog::log;
+use upkeep_core::cancel::Cancel;
+use upkeep_core::version::Version;
+
+use crate::ops;
+use crate::render::Rendered;
+
+/// How long a client has to send its request line, and each write of an
+/// answer or event may take.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The state-changing operation in flight.
+struct Running {
+    op: &'static str,
+    uid: u32,
+    cancel: Option<Cancel>,
+}
+
+/// What the daemon serves, shared by the connection threads.
+pub(super) struct Daemon {
+    pub(super) root: PathBuf,
+    config: Option<PathBuf>,
+    pub(super) own: Version,
+    exe: PathBuf,
+    pub(super) pid: u32,
+    policy: AccessPolicy,
+    socket: PathBuf,
+    /// A handle on the listening socket this daemon bound, to end the
+    /// accept with (`None` for a socket the service manager owns).
+    waker: Option<UnixListener>,
+    /// Held by the state-changing operation in flight.
+    writer: Mutex<()>,
+    running: Mutex<Option<Running>>,
+    connections: AtomicUsize,
+    last_active: Mutex<Instant>,
+    stop: Mutex<Option<String>>,
+}
+
+/// Counts a connection while it is served; the daemon it is served by.
+pub(super) struct Entered(pub(super) Arc<Daemon>);
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Daemon {
+    pub(super) fn new(
+        root: PathBuf,
+        config: Option<PathBuf>,
+        own: Version,
+        exe: PathBuf,
+        policy: AccessPolicy,
+        socket: PathBuf,
+        waker: Option<UnixListener>,
+    ) -> Self {
+        Self {
+            root,
+            config,
+            own,
+            exe,
+            pid: std::process::id(),
+            policy,
+            socket,
+            waker,
+            writer: Mutex::new(()),
+            running: Mutex::new(None),
+            connections: AtomicUsize::new(0),
+            last_active: Mutex::new(Instant::now()),
+            stop: Mutex::new(None),
+        }
+    }
+
+    /// A request arrived: the idle clock starts again.
+    pub(super) fn touch(&self) {
+        *lock(&self.last_active) = Instant::now();
+    }
+
+    /// Connections being served.
+    pub(super) fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Counts a connection until the guard drops.
+    pub(super) fn enter(self: &Arc<Self>) -> Entered {
+        self.connections.fetch_add(1, Ordering::SeqCst);
+        Entered(self.clone())
+    }
+
+    /// How long nothing was served (zero while a connection is open).
+    pub(super) fn idle_for(&self) -> Duration {
+        if self.connections() > 0 {
+            return Duration::ZERO;
+        }
+        lock(&self.last_active).elapsed()
+    }
+
+    /// Why the daemon stops, once it does.
+    pub(super) fn stopping(&self) -> Option<String> {
+        lock(&self.stop).clone()
+    }
+
+    /// Stops the daemon: the accept loop ends, woken by shutting the
+    /// socket this daemon bound down (its file may be gone already, with
+    /// its version directory) or, for one the service manager owns, by a
+    /// connection of our own.
+    pub(super) fn stop(&self, why: String) {
+        let mut slot = lock(&self.stop);
+        if slot.is_none() {
+            *slot = Some(why);
+        }
+        drop(slot);
+        match &self.waker {
+            Some(listener) => {
+                if let Err(e) = rustix::net::shutdown(listener, rustix::net::Shutdown::Both) {
+                    tracing::debug!(error = %e, "cannot shut the socket down; connecting instead");
+                    let _ = UnixStream::connect(&self.socket);
+                }
+            }
+            None => {
+                let _ = UnixStream::connect(&self.socket);
+            }
+        }
+    }
+
+    /// Raises the cancel flag of the operation in flight; whether there
+    /// was one to cancel.
+    pub(super) fn cancel_running(&self) -> bool {
+        match &*lock(&self.running) {
+            Some(Running {
+                cancel: Some(c), ..
+            }) => {
+                c.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Waits until no state-changing operation runs.
+    pub(super) fn wait_idle(&self) {
+        drop(lock(&self.writer));
+    }
+
+    /// A client for one operation, with the daemon's configuration.
+    fn client(&self, cancel: Option<Cancel>) -> Result<Client> {
+        let mut builder = Client::builder(&self.root).exe(&self.exe);
+        if let Some(config) = &self.config {
+            builder = builder.config(config);
+        }
+        if let Some(cancel) = cancel {
+            builder = builder.cancel(cancel);
+        }
+        Ok(builder.open()?)
+    }
+}
+
+fn refuse(error: impl std::fmt::Display) -> Value {
+    json!({"ok": false, "error": error.to_string()})
+}
+
+fn answer(rendered: &Rendered) -> Value {
+    json!({
+        "ok": true,
+        "code": rendered.code as i32,
+        "stdout": rendered.stdout,
+        "stderr": rendered.stderr,
+        "result": rendered.result,
+    })
+}
+
+/// Answers a connection beyond the limit at once.
+pub(super) fn refuse_busy(mut stream: UnixStream) {
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+    let _ = ipc::write_line(
+        &mut stream,
+        &refuse("the daemon is serving too many clients; try again"),
+    );
+}
+
+/// Serves one connection: who, what, whether they may, the answer.
+/// Failures are the client's problem and only traced.
+pub(super) fn serve(d: &Daemon, stream: UnixStream) {
+    let setup = stream
+        .set_nonblocking(false)
+        .and_then(|()| stream.set_write_timeout(Some(CLIENT_TIMEOUT)));
+    if let Err(e) = setup {
+        tracing::warn!(error = %e, "cannot set up a connection");
+        return;
+    }
+    let peer = Peer::of(&stream);
+    let mut reader = LineReader::new(stream);
+    let deadline = Some(Instant::now() + CLIENT_TIMEOUT);
+    let line = match reader.read_line(ipc::MAX_REQUEST, deadline) {
+        Ok(None) => return,
+        Ok(Some(line)) => line,
+        Err(e @ LineError::TooLong(_)) => {
+            send(&mut reader, &refuse(format!("request refused: {e}")));
+            return;
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "a client sent no request");
+            send(&mut reader, &refuse(format!("no request: {e}")));
+            return;
+        }
+    };
+    let peer = match peer {
+        Ok(p) => p,
+        Err(e) => {
+            let why = format!("refused: cannot read the caller's credentials: {e}");
+            log(&d.root, &format!("daemon {}: {why}", d.own));
+            send(&mut reader, &refuse(why));
+            return;
+        }
+    };
+    let request = match parse_request(&line) {
+        Ok(r) => r,
+        Err(e) => {
+            send(&mut reader, &refuse(e));
+            return;
+        }
+    };
+    if let Err(refusal) = d.policy.check(&peer, request.name(), request.access()) {
+        log(
+            &d.root,
+            &format!(
+                "daemon {}: {refusal} (pid {}, gid {})",
+                d.own, peer.pid, peer.gid
+            ),
+        );
+        send(&mut reader, &refuse(refusal));
+        return;
+    }
+    let reply = dispatch(d, &peer, request, &mut reader);
+    send(&mut reader, &reply);
+}
+
+fn send(reader: &mut LineReader, value: &Value) {
+    if let Err(e) = ipc::write_line(reader.stream(), value) {
+        tracing::debug!(error = %e, "cannot answer a client");
+    }
+}
+
+fn dispatch(d: &Daemon, peer: &Peer, request: Request, reader: &mut LineReader) -> Value {
+    match request {
+        Request::Ping {} => json!({
+            "ok": true, "version": d.own.to_string(), "pid": d.pid, "protocol": PROTOCOL,
+        }),
+        Request::Status { json } => match d.client(None).and_then(|c| ops::status(&c, json)) {
+            Ok(rendered) => answer(&rendered),
+            Err(e) => refuse(format!("{e:#}")),
+        },
+        Request::Cancel {} => cancel(d, peer),
+        request => exclusive(d, peer, request, reader),
+    }
+}
+
+fn cancel(d: &Daemon, peer: &Peer) -> Value {
+    let running = lock(&d.running);
+    let Some(r) = &*running else {
+        return refuse("nothing is in flight to cancel");
+    };
+    if let Err(refusal) = d.policy.check_cancel(peer, r.op, r.uid) {
+        log(&d.root, &format!("daemon {}: {refusal}", d.own));
+        return refuse(refusal);
+    }
+    let Some(flag) = &r.cancel else {
+        return refuse(format!("the {} in flight cannot be cancelled", r.op));
+    };
+    flag.cancel();
+    log(
+        &d.root,
+        &format!(
+            "daemon {}: uid {} cancelled the {} in flight",
+            d.own, peer.uid, r.op
+        ),
+    );
+    json!({"ok": true, "cancelled": r.op})
+}
+
+/// Runs a state-changing request: after the one in flight, alone.
+fn exclusive(d: &Daemon, peer: &Peer, request: Request, reader: &mut LineReader) -> Value {
+    let _writer = lock(&d.writer);
+    if let Some(why) = d.stopping() {
+        return refuse(format!("the daemon is stopping ({why})"));
+    }
+    let op = request.name();
+    let cancel = (!matches!(request, Request::Wake { .. })).then(Cancel::new);
+    *lock(&d.running) = Some(Running {
+        op,
+        uid: peer.uid,
+        cancel: cancel.clone(),
+    });
+    let out = match reader.stream().try_clone() {
+        Ok(out) => out,
+        Err(e) => {
+            *lock(&d.running) = None;
+            return refuse(format!("cannot stream to the client: {e}"));
+        }
+    };
+    let mut relay = Relay::new(out);
+    let result = match request {
+        Request::Wake { now, json } => wake(d, now, json),
+        request => d
+            .client(cancel)
+            .and_then(|client| run_op(&client, request, &mut relay))
+            .map(|r| (r.code as i32, answer(&r))),
+    };
+    *lock(&d.running) = None;
+    log(
+        &d.root,
+        &format!(
+            "{op} served over IPC by {} (pid {}): {} (uid {})",
+            d.own,
+            d.pid,
+            match &result {
+                Ok((code, _)) => format!("exit {code}"),
+                Err(e) => format!("failed: {e:#}"),
+            },
+            peer.uid
+        ),
+    );
+    if let Some(why) = super::listen::unwanted(&d.root, &d.own) {
+        d.stop(why);
+    }
+    match result {
+        Ok((_, reply)) => reply,
+        Err(e) => refuse(format!("{e:#}")),
+    }
+}
+
+fn run_op(client: &Client, request: Request, relay: &mut Relay<UnixStream>) -> Result<Rendered> {
+    match request {
+        Request::Update { app, json } => {
+            let (rendered, replaced) = ops::update(client, app, json, relay)?;
+            if let Some((exe, version)) = replaced {
+                tracing::warn!(exe = %exe.display(), %version, "a replaced single binary is not the daemon's to restart");
+            }
+            Ok(rendered)
+        }
+        Request::Register { registration } => {
+            let r = &*registration;
+            let paths = [Some(&r.install_dir), Some(&r.installer)]
+                .into_iter()
+                .chain([r.existence.as_ref(), r.post_install_check.as_ref()]);
+            if let Some(relative) = paths.flatten().find(|p| !p.is_absolute()) {
+                anyhow::bail!(
+                    "refused: {} is a relative path; a registration sent to the daemon names absolute paths",
+                    relative.display()
+                );
+            }
+            ops::register(client, *registration, relay)
+        }
+        Request::Rollback { app } => ops::rollback(client, &app, relay),
+        Request::Remove { app } => ops::remove(client, &app, relay),
+        other => anyhow::bail!("{} is not an operation of its own", other.name()),
+    }
+}
+
+/// Runs `<exe> wake --in-process` and reports how it went (its exit
+/// status, 128 + the signal when it was killed, and its output): the lock,
+/// recovery and a crash belong to that run, never to the daemon.
+fn wake(d: &Daemon, now: bool, as_json: bool) -> Result<(i32, Value)> {
+    let mut cmd = Command::new(&d.exe);
+    cmd.arg("wake")
+        .arg("--in-process")
+        .arg("--root")
+        .arg(&d.root)
+        .stdin(Stdio::null())
+        .env_remove("UPKEEP_RESTARTED_AS");
+    if let Some(config) = &d.config {
+        cmd.arg("--config").arg(config);
+    }
+    if now {
+        cmd.arg("--now");
+    }
+    if as_json {
+        cmd.arg("--json");
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot start {} wake: {e}", d.exe.display()))?;
+    let code = out.status.code().unwrap_or_else(|| {
+        use std::os::unix::process::ExitStatusExt;
+        128 + out.status.signal().unwrap_or(0)
+    });
+    Ok((
+        code,
+        json!({
+            "ok": true,
+            "code": code,
+            "stdout": String::from_utf8_lossy(&out.stdout),
+            "stderr": String::from_utf8_lossy(&out.stderr),
+        }),
+    ))
+}

@@ -1,0 +1,93 @@
+//! The operations the command line and the daemon both run, over one
+//! [`Client`]: each reports to the observer it is given while it works and
+//! returns what to print, so `upkeep update` prints the same lines whether
+//! it ran here or in the daemon (docs/service.md).
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use serde_json::{Value, json};
+use upkeep_client::{Client, Observer, Registration, Selection};
+use upkeep_core::version::Version;
+
+use crate::render::{Rendered, render_pass};
+
+/// `update`: the rendered pass, and the replaced single binary to restart.
+pub(crate) fn update(
+    client: &Client,
+    app: Option<String>,
+    json: bool,
+    observer: &mut dyn Observer,
+) -> Result<(Rendered, Option<(PathBuf, Version)>)> {
+    let selection = app.map_or(Selection::All, Selection::App);
+    let pass = client.update(selection, observer)?;
+    Ok((render_pass(&pass, json)?, pass.replaced_binary))
+}
+
+/// `register`.
+pub(crate) fn register(
+    client: &Client,
+    registration: Registration,
+    observer: &mut dyn Observer,
+) -> Result<Rendered> {
+    let done = client.register(registration, observer)?;
+    Ok(Rendered::line(
+        format!(
+            "{} {} at version {} in {}",
+            if done.replaced {
+                "re-registered"
+            } else {
+                "registered"
+            },
+            done.app,
+            done.version,
+            client.root().display()
+        ),
+        json!({"app": done.app, "version": done.version, "replaced": done.replaced}),
+    ))
+}
+
+/// `rollback`.
+pub(crate) fn rollback(
+    client: &Client,
+    app: &str,
+    observer: &mut dyn Observer,
+) -> Result<Rendered> {
+    let done = client.rollback(app, observer)?;
+    Ok(Rendered::line(
+        format!("{}: rolled back {} -> {}", done.app, done.from, done.to),
+        json!({"app": done.app, "from": done.from, "to": done.to}),
+    ))
+}
+
+/// `remove`.
+pub(crate) fn remove(client: &Client, app: &str, observer: &mut dyn Observer) -> Result<Rendered> {
+    if app.trim().is_empty() {
+        bail!("--app needs an app id");
+    }
+    let done = client.uninstall_app(app, observer)?;
+    let mut rendered = Rendered::line(
+        format!("{}: uninstalled {} and forgotten", done.app, done.version),
+        json!({"app": done.app, "version": done.version, "note": done.note}),
+    );
+    if let Some(note) = &done.note {
+        rendered.stderr = format!("{}: {note}\n", done.app);
+    }
+    Ok(rendered)
+}
+
+/// `status`: lines, or the JSON with `json`.
+pub(crate) fn status(client: &Client, json: bool) -> Result<Rendered> {
+    let s = client.status()?;
+    let result: Value = serde_json::to_value(&s)?;
+    let stdout = if json {
+        serde_json::to_string_pretty(&result)? + "\n"
+    } else {
+        crate::render::status_text(&s)
+    };
+    Ok(Rendered {
+        stdout,
+        result,
+        ..Rendered::default()
+    })
+}
