@@ -24,6 +24,7 @@ use support::{plugin_path, upkeep, upkeep_bin, workspace_root};
 use upkeep_core::state::{Prefs, StateLock};
 
 const ALPHA: &str = "org.example.alpha";
+const BETA: &str = "org.example.beta";
 const QUAL: &str = "org.example.qualification";
 const SELF_APP: &str = "upkeep";
 const OLD: &str = "0.1.0";
@@ -1019,6 +1020,36 @@ struct Scenario {
     after_crash: CheckFn,
     /// Runs the operation again until done; then checks the end state.
     finish: CheckFn,
+    /// The event the operation reports, which every crash must leave
+    /// delivered once the next runs are done.
+    reported: Option<Reported>,
+}
+
+/// An event (type, from, to) of an app, as the server stores it.
+#[derive(Clone, Copy)]
+struct Reported {
+    app: &'static str,
+    event_type: i64,
+    from: &'static str,
+    /// `None`: no `nextversion` (an uninstall).
+    to: Option<&'static str>,
+}
+
+impl Reported {
+    /// How many of it the server's event store holds.
+    fn stored(&self, m: &Machine) -> usize {
+        m.w.app_events(self.app)
+            .iter()
+            .filter(|e| {
+                e["event_type"] == self.event_type
+                    && e["event_result"] == 1
+                    && e["previous_version"] == self.from
+                    && self
+                        .to
+                        .map_or(e["next_version"].is_null(), |to| e["next_version"] == to)
+            })
+            .count()
+    }
 }
 
 impl Scenario {
@@ -1082,6 +1113,7 @@ impl Scenario {
         }
         for point in &points {
             self.restore();
+            let stored = self.reported.map(|r| r.stored(&self.m));
             let out = (self.run)(&self.m, &[("UPKEEP_CRASH_AT", point.clone())]);
             let all = both(&out);
             assert!(
@@ -1092,9 +1124,41 @@ impl Scenario {
             self.check_consistent(point);
             (self.after_crash)(&self.m);
             (self.finish)(&self.m);
+            if let (Some(reported), Some(before)) = (self.reported, stored) {
+                self.check_delivered(point, reported, before);
+            }
         }
         self.restore();
         points.len()
+    }
+
+    /// The event the crashed run was to report reached the server (in that
+    /// run, the runs of `finish`, or the next update check, which carries
+    /// what is still in the outbox), and nothing is left in the outbox.
+    fn check_delivered(&self, point: &str, reported: Reported, before: usize) {
+        if !self.m.prefs().outbox.entries.is_empty() {
+            let out = self.m.run(support::upkeep_bin(), &["update"]);
+            assert!(
+                out.status.success(),
+                "{}: after a crash at {point}, the next update failed:\n{}",
+                self.name,
+                both(&out)
+            );
+        }
+        let outbox = self.m.prefs().outbox;
+        assert!(
+            outbox.entries.is_empty(),
+            "{}: after a crash at {point}, events are still waiting: {outbox:?}",
+            self.name
+        );
+        assert!(
+            reported.stored(&self.m) > before,
+            "{}: after a crash at {point}, the server never got {} {} -> {:?}",
+            self.name,
+            reported.app,
+            reported.from,
+            reported.to
+        );
     }
 
     /// Prefs parse and the lock is free.
@@ -1195,6 +1259,12 @@ fn app_update_scenario() -> Scenario {
                 Some("1.0".to_owned())
             );
         }),
+        reported: Some(Reported {
+            app: ALPHA,
+            event_type: 3,
+            from: "1.0",
+            to: Some("2.0"),
+        }),
     }
 }
 
@@ -1233,6 +1303,65 @@ fn rollback_scenario() -> Scenario {
             );
             assert_eq!(assert_app_whole(m, &["1.0"]), "1.0");
         }),
+        reported: Some(Reported {
+            app: ALPHA,
+            event_type: 3,
+            from: "2.0",
+            to: Some("1.0"),
+        }),
+    }
+}
+
+fn app_remove_scenario() -> Scenario {
+    let m = Machine::new(Mode::SideBySide);
+    m.w.publish(ALPHA, "1.0", &[("bin/alpha", "alpha 1.0\n")]);
+    m.w.publish(BETA, "1.0", &[("bin/beta", "beta 1.0\n")]);
+    m.w.register(ALPHA, "0");
+    // Beta stays registered, so the next `update` has an app to check and
+    // its request carries what waits in the outbox.
+    m.w.register(BETA, "0");
+    expect_ok(&m.w.update(&[]));
+    let dirs = vec![m.state().to_path_buf(), m.w.installs.clone()];
+    let remove = |m: &Machine, env: &[(&str, String)]| {
+        m.run_with(support::upkeep_bin(), &["remove", "--app", ALPHA], env)
+    };
+    Scenario {
+        name: "app remove",
+        m,
+        dirs,
+        run: Box::new(remove),
+        after_crash: Box::new(|m| {
+            // Forgotten only in the write that records its event.
+            let p = m.prefs();
+            if !p.apps.contains_key(ALPHA) {
+                let recorded = p.outbox.entries.iter().any(|e| {
+                    e.app == ALPHA && e.event.eventtype == upkeep_core::omaha::EventType::Uninstall
+                });
+                let stored = m.w.app_events(ALPHA).iter().any(|e| e["event_type"] == 4);
+                assert!(recorded || stored, "alpha went without its event");
+            }
+        }),
+        reported: Some(Reported {
+            app: ALPHA,
+            event_type: 4,
+            from: "1.0",
+            to: None,
+        }),
+        finish: Box::new(move |m| {
+            until_done(
+                "app remove",
+                || remove(m, &[]),
+                || !m.prefs().apps.contains_key(ALPHA),
+            );
+            // A crash between the write that forgets alpha and the removal
+            // of its directories leaves the files (never a registration
+            // pointing at nothing); otherwise they are gone.
+            assert_eq!(
+                m.prefs().apps[BETA].version.to_string(),
+                "1.0",
+                "beta is untouched"
+            );
+        }),
     }
 }
 
@@ -1259,6 +1388,7 @@ fn self_update_scenario() -> Scenario {
                 assert_eq!(p.active_version.as_ref().map(ToString::to_string), Some(v));
             }
         }),
+        reported: None,
         finish: Box::new(|m| {
             until_done(
                 "self-update",
@@ -1307,6 +1437,7 @@ fn single_binary_scenario() -> Scenario {
                 "the binary is neither the old nor the new one"
             );
         }),
+        reported: None,
         finish: Box::new(|m| {
             until_done(
                 "single-binary self-update",
@@ -1340,6 +1471,7 @@ fn setup_scenario() -> Scenario {
                 assert_updater_whole(m);
             }
         }),
+        reported: None,
         finish: Box::new(|m| {
             until_done(
                 "setup",
@@ -1383,6 +1515,7 @@ fn uninstall_scenario() -> Scenario {
             }
             assert_app_whole(m, &["1.0"]);
         }),
+        reported: None,
         finish: Box::new(|m| {
             until_done(
                 "uninstall",
@@ -1431,6 +1564,7 @@ fn self_uninstall_scenario() -> Scenario {
                 assert_updater_whole(m);
             }
         }),
+        reported: None,
         finish: Box::new(move |m| {
             until_done(
                 "self-uninstall",
@@ -1451,6 +1585,7 @@ fn every_crash_point_leaves_old_or_new_and_the_next_run_finishes() {
     let builders: Vec<(&str, Builder)> = vec![
         ("app update", app_update_scenario),
         ("rollback", rollback_scenario),
+        ("app remove", app_remove_scenario),
         ("self-update side by side", self_update_scenario),
         ("single-binary self-update", single_binary_scenario),
         ("setup", setup_scenario),

@@ -347,9 +347,11 @@ fn omaha(
     for app in &request.apps {
         let id = app.appid.as_str().to_ascii_lowercase();
         if app.updatecheck.is_none() {
-            response
-                .apps
-                .push(App::new(app.appid.clone(), AppStatus::Ok));
+            // An app that only carries events: `noupdate`, as the
+            // reference server answers.
+            let mut out = App::new(app.appid.clone(), AppStatus::Ok);
+            out.updatecheck = Some(UpdateCheck::with_status(UpdateCheckStatus::NoUpdate));
+            response.apps.push(out);
             continue;
         }
         let Some(release) = st.releases.get(&id) else {
@@ -388,6 +390,10 @@ fn omaha(
             out.updatecheck = Some(uc);
         }
         response.apps.push(out);
+    }
+    // Every event is acknowledged, one status per event sent.
+    for (out, asked) in response.apps.iter_mut().zip(&request.apps) {
+        out.event_statuses = asked.events.iter().map(|_| "ok".to_owned()).collect();
     }
     let mut text = response.to_body(Protocol::Json31).into_bytes();
     if st.mode == Mode::TruncatedJson {
@@ -631,7 +637,9 @@ fn ping_events(server: &Server) -> Vec<(String, Value)> {
     out
 }
 
-/// Runs `update` against a misbehaving server and checks nothing changed.
+/// Runs `update` against a misbehaving server and checks nothing changed
+/// but the event outbox: the failure waits there when the server's answer
+/// to the event ping is as broken as its update answer.
 fn failing_update(mode: Mode, expect: &str) -> (Server, Client, String) {
     let (server, client) = setup(false);
     server.set_mode(mode);
@@ -645,7 +653,17 @@ fn failing_update(mode: Mode, expect: &str) -> (Server, Client, String) {
         stderr.contains(&format!("error: {APP_A}:")),
         "the error names the app: {stderr}"
     );
-    assert_eq!(client.prefs(), prefs, "prefs.json changed");
+    let mut after = client.prefs_json();
+    let outbox = after
+        .as_object_mut()
+        .and_then(|o| o.remove("outbox"))
+        .unwrap_or(Value::Null);
+    let before: Value = serde_json::from_slice(&prefs).unwrap();
+    assert_eq!(after, before, "prefs.json changed");
+    for entry in outbox["entries"].as_array().into_iter().flatten() {
+        assert_eq!(entry["app"], APP_A, "{outbox:#}");
+        assert_eq!(entry["event"]["eventresult"], 0, "only the failure waits");
+    }
     assert_eq!(tree(&client.installs), installed, "an install dir changed");
     let payload = client
         .root
@@ -803,9 +821,19 @@ fn a_package_tuf_never_signed_is_refused() {
 
 #[test]
 fn a_bad_cup_signature_is_refused() {
-    let (server, _client, _) = failing_update(Mode::BadProof, "CUP");
+    let (server, client, stderr) = failing_update(Mode::BadProof, "CUP");
     assert_error_event(&server, ErrorCategory::UpdateCheck, check::CUP);
     assert!(server.downloads().is_empty());
+    // The ping's answer failed CUP verification too: it acknowledges
+    // nothing, and the failure waits for the next request.
+    assert!(stderr.contains("event ping failed"), "{stderr}");
+    let outbox = &client.prefs_json()["outbox"]["entries"];
+    assert_eq!(outbox.as_array().map(Vec::len), Some(1), "{outbox:#}");
+    assert_eq!(outbox[0]["event"]["errorcode"], check::CUP);
+    server.set_mode(Mode::Normal);
+    let out = client.run(&["update", "--app", APP_A]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(client.prefs_json().get("outbox").is_none());
 }
 
 #[test]

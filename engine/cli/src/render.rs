@@ -252,6 +252,12 @@ pub fn status_text(s: &Status) -> String {
     if let Some(p) = &s.pending_switch {
         line(format!("pending     {} {} -> {}", p.app, p.from, p.to));
     }
+    if s.outbox.pending > 0 || s.outbox.dropped > 0 {
+        line(format!(
+            "outbox      {} event(s) waiting ({} for the server), {} dropped by the cap",
+            s.outbox.pending, s.outbox.unacknowledged, s.outbox.dropped
+        ));
+    }
     for v in &s.versions {
         line(format!(
             "version     {} {}{}",

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use upkeep_core::appdir;
 use upkeep_core::crash;
 use upkeep_core::lifecycle;
+use upkeep_core::outbox::OutboxEntry;
 use upkeep_core::state::{AppRecord, Prefs, SwitchKind};
 use upkeep_core::version::Version;
 
@@ -28,17 +29,29 @@ pub(crate) enum Committed {
     Replaced(PathBuf),
 }
 
+/// What a commit records: the app's record once updated (version, cohort,
+/// days as the answer left them) and the events that report the update.
+pub(crate) struct Update {
+    pub(crate) record: AppRecord,
+    pub(crate) events: Vec<OutboxEntry>,
+}
+
 impl Run<'_, '_> {
-    /// Records the installed version `to` of `id`.
+    /// Records the installed version `to` of `id` (at `record` until now),
+    /// with the events that report it in the same write.
     pub(crate) fn commit(
         &mut self,
         prefs_path: &Path,
         prefs: &mut Prefs,
         id: &str,
         record: &AppRecord,
-        mut updated: AppRecord,
+        update: Update,
         to: &Version,
     ) -> Result<Committed, UpdateError> {
+        let Update {
+            record: mut updated,
+            events,
+        } = update;
         let root = self.env.root;
         let switch_failed = |source| UpdateError::Switch {
             version: to.clone(),
@@ -50,13 +63,17 @@ impl Run<'_, '_> {
                 updated.previous_version = Some(record.version.clone());
                 updated.version = to.clone();
                 updated.updated_at = Some(unix_now());
-                lifecycle::replace_binary(prefs_path, prefs, id, updated, binary)
+                lifecycle::replace_binary(prefs_path, prefs, id, updated, binary, events)
                     .map_err(switch_failed)?;
                 remove_old_payloads(root, id, to);
                 return Ok(Committed::Replaced(exe));
             }
-            // The version is recorded when it activates.
+            // The version is recorded when it activates; the pass writes
+            // the record and its events.
             prefs.apps.insert(id.to_owned(), updated);
+            for entry in events {
+                prefs.outbox.push(entry);
+            }
             remove_old_payloads(root, id, to);
             return Ok(Committed::Staged);
         }
@@ -68,7 +85,9 @@ impl Run<'_, '_> {
         updated.version = to.clone();
         updated.updated_at = Some(unix_now());
         updated.previous_version = previous.clone();
-        if let Err(e) = lifecycle::switch_app(prefs_path, prefs, id, SwitchKind::Update, updated) {
+        if let Err(e) =
+            lifecycle::switch_app(prefs_path, prefs, id, SwitchKind::Update, updated, events)
+        {
             let _ = appdir::discard(dir, to);
             return Err(switch_failed(e));
         }

@@ -93,6 +93,8 @@ struct ConfigFile {
     download: DownloadConfig,
     /// Minutes between update checks on `upkeep wake` (default 300).
     check_interval_minutes: Option<u64>,
+    /// The most events the outbox keeps undelivered (default 1000).
+    outbox_cap: Option<usize>,
     updater: Option<UpdaterConfigFile>,
     qualification: Option<QualificationConfigFile>,
     #[serde(default)]
@@ -213,6 +215,9 @@ pub struct Config {
     pub download: DownloadOptions,
     /// Time between update checks on `wake`.
     pub check_interval: Duration,
+    /// The most events the outbox keeps undelivered; beyond it the oldest
+    /// are dropped with a warning.
+    pub outbox_cap: usize,
     /// `[updater]`: how upkeep updates itself.
     pub updater: Option<SelfUpdateConfig>,
     /// `[qualification]`: what a new updater version must pass.
@@ -321,6 +326,7 @@ impl Config {
                     .unwrap_or(300)
                     .saturating_mul(60),
             ),
+            outbox_cap: file.outbox_cap.unwrap_or(upkeep_core::outbox::DEFAULT_CAP),
             updater,
             qualification,
             service: ServiceConfig {
@@ -359,7 +365,7 @@ mod tests {
         let path = write_config(
             dir.path(),
             "server = \"http://127.0.0.1:8080/\"\ntuf_root = \"root.json\"\ncup_key_id = 1\n\
-             cup_public_key = \"cup.pub.pem\"\ntelemetry = [\"sinks/t.wasm\"]\n\
+             cup_public_key = \"cup.pub.pem\"\ntelemetry = [\"sinks/t.wasm\"]\noutbox_cap = 50\n\
              [download]\nmin_bytes_per_second = 10\n\
              [qualification]\napp = \"Q\"\ninstaller = \"i.wasm\"\nqualifier = \"q.wasm\"\n\
              settings = { level = \"full\" }\n",
@@ -371,6 +377,7 @@ mod tests {
         assert_eq!(config.telemetry, vec![dir.path().join("sinks/t.wasm")]);
         assert_eq!(config.cup.key_id(), 1);
         assert_eq!(config.download.min_bytes_per_second, 10);
+        assert_eq!(config.outbox_cap, 50);
         let q = config.qualification.unwrap();
         assert_eq!(q.app, "q");
         assert_eq!(q.qualifier, dir.path().join("q.wasm"));

@@ -1,25 +1,17 @@
-//! The events of an operation: recorded as it goes, then reported to the
-//! update server in one signed ping and handed to the telemetry sinks.
+//! The events of an operation as it records them, and their two forms on
+//! the way out: the Omaha event (download statistics as attributes) and
+//! the telemetry sinks' `update-event`. They wait in the outbox
+//! ([`crate::outbox`]) until delivered.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
-use upkeep_core::crash;
 use upkeep_core::download::DownloadReport;
-use upkeep_core::http::HttpClient;
-use upkeep_core::omaha::{
-    ErrorCategory, Event, EventResult, EventType, RequestApp, RequestBuilder,
-};
-use upkeep_core::state::{AppRecord, Prefs};
-use upkeep_core::update_check;
+use upkeep_core::omaha::{ErrorCategory, Event, EventResult, EventType};
+use upkeep_core::outbox::{DownloadStats, OutboxEntry};
+use upkeep_core::state::AppRecord;
 use upkeep_core::version::Version;
 use upkeep_plugin_host::bindings::types;
 
-use crate::config::Config;
 use crate::error::UpdateError;
 use crate::files::duration_ms;
-use crate::observer::{Observer, Warning};
-use crate::plugins::Plugins;
 
 /// The downloader's name in download events.
 pub(crate) const DOWNLOADER: &str = "upkeep-http";
@@ -42,6 +34,21 @@ impl Recorded {
             timestamp_ms: crate::files::now_ms(),
             duration_ms: None,
         }
+    }
+
+    /// The outbox entry of this event, for the app at `version` once it
+    /// happened, recorded in `session` (numbered when pushed).
+    pub(crate) fn into_entry(self, version: Version, session: &str) -> OutboxEntry {
+        let event = omaha_event(&self);
+        let mut entry = OutboxEntry::new(&self.app_id, version, event, session, self.timestamp_ms);
+        entry.duration_ms = self.duration_ms;
+        entry.download = self.download.map(|d| DownloadStats {
+            url: d.url,
+            downloaded_bytes: d.downloaded_bytes,
+            total_bytes: d.total_bytes,
+            download_time_ms: duration_ms(d.duration),
+        });
+        entry
     }
 }
 
@@ -78,91 +85,6 @@ pub(crate) fn kind_for(record: &AppRecord) -> EventType {
     }
 }
 
-/// Where events go: the server's ping endpoint and the telemetry sinks.
-pub(crate) struct Reporter<'a> {
-    pub(crate) root: &'a Path,
-    pub(crate) config: &'a Config,
-    pub(crate) http: &'a dyn HttpClient,
-    pub(crate) plugins: &'a dyn Plugins,
-    pub(crate) session: &'a str,
-}
-
-impl Reporter<'_> {
-    /// Sends `events` as one Omaha request (same session), signed like the
-    /// update check. A failure is a warning: what they report is done.
-    pub(crate) fn send_ping(
-        &self,
-        events: &[Recorded],
-        prefs: &Prefs,
-        ids: &[String],
-        removed: &BTreeMap<String, Version>,
-        observer: &mut dyn Observer,
-    ) {
-        let mut builder = RequestBuilder::new(self.config.protocol)
-            .updater("upkeep", env!("CARGO_PKG_VERSION"))
-            .sessionid(self.session);
-        for id in ids {
-            let app_events: Vec<Event> = events
-                .iter()
-                .filter(|r| &r.app_id == id)
-                .map(omaha_event)
-                .collect();
-            if app_events.is_empty() {
-                continue;
-            }
-            let version = prefs
-                .apps
-                .get(id)
-                .map(|r| r.version.clone())
-                .or_else(|| removed.get(id).cloned())
-                .unwrap_or_default();
-            let mut app = RequestApp::new(id.clone(), &version);
-            app.updatecheck = None;
-            app.events = app_events;
-            builder = builder.app(app);
-        }
-        let request = match builder.build() {
-            Ok(r) => r,
-            Err(e) => {
-                observer.warning(&Warning::general(format!(
-                    "event ping not sent: cannot draw a request id: {e}"
-                )));
-                return;
-            }
-        };
-        if let Err(e) =
-            update_check::send_events(self.http, &self.config.server, &self.config.cup, &request)
-        {
-            observer.warning(&Warning::general(format!("event ping failed: {e}")));
-        }
-        crash::point("update.reported");
-    }
-
-    /// Hands `events` to every configured telemetry sink. A sink that fails
-    /// is a warning.
-    pub(crate) fn feed_telemetry(&self, events: &[Recorded], observer: &mut dyn Observer) {
-        if self.config.telemetry.is_empty() || events.is_empty() {
-            return;
-        }
-        let batch: Vec<types::UpdateEvent> =
-            events.iter().map(|r| wit_event(r, self.session)).collect();
-        let data_root = self.root.join("telemetry");
-        for path in &self.config.telemetry {
-            match self.plugins.consume_events(path, &data_root, &batch) {
-                Ok(answer) => {
-                    if let Err(e) = answer.value {
-                        observer.warning(&Warning::general(format!(
-                            "telemetry sink {} refused the events: {e}",
-                            answer.plugin
-                        )));
-                    }
-                }
-                Err(e) => observer.warning(&Warning::general(e.to_string())),
-            }
-        }
-    }
-}
-
 /// The Omaha form of a recorded event, download statistics included.
 fn omaha_event(r: &Recorded) -> Event {
     let mut e = r.event.clone();
@@ -180,7 +102,8 @@ fn omaha_event(r: &Recorded) -> Event {
     e
 }
 
-fn wit_event(r: &Recorded, session: &str) -> types::UpdateEvent {
+/// The telemetry sinks' form of an outbox entry.
+pub(crate) fn wit_event(r: &OutboxEntry) -> types::UpdateEvent {
     let e = &r.event;
     let event_type = match e.eventtype {
         EventType::Install => types::EventType::Install,
@@ -213,7 +136,7 @@ fn wit_event(r: &Recorded, session: &str) -> types::UpdateEvent {
         i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
     };
     types::UpdateEvent {
-        app_id: r.app_id.clone(),
+        app_id: r.app.clone(),
         event_type,
         outcome,
         error_category,
@@ -226,10 +149,10 @@ fn wit_event(r: &Recorded, session: &str) -> types::UpdateEvent {
             downloader: DOWNLOADER.into(),
             downloaded_bytes: d.downloaded_bytes,
             total_bytes: d.total_bytes,
-            download_time_ms: duration_ms(d.duration),
+            download_time_ms: d.download_time_ms,
         }),
         timestamp_ms: r.timestamp_ms,
         duration_ms: r.duration_ms,
-        session_id: session.to_owned(),
+        session_id: r.session.clone(),
     }
 }

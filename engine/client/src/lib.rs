@@ -31,6 +31,7 @@ mod install;
 pub mod ipc;
 pub mod lifecycle;
 pub mod observer;
+mod outbox;
 mod pass;
 #[cfg(unix)]
 pub mod peer;
@@ -48,6 +49,8 @@ pub mod status;
 mod uninstall;
 mod wake;
 
+#[cfg(test)]
+mod outbox_tests;
 #[cfg(test)]
 mod testkit;
 #[cfg(test)]

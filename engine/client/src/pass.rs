@@ -22,13 +22,17 @@ use upkeep_core::version::Version;
 use upkeep_plugin_host::ExistenceInput;
 use upkeep_plugin_host::bindings::existence;
 
-use crate::commit::Committed;
+use upkeep_core::outbox::OutboxEntry;
+
+use crate::apply::Applied;
+use crate::commit::{Committed, Update};
 use crate::config::Config;
 use crate::error::{ClientError, TufRefreshError, UpdateError};
-use crate::events::{Recorded, Reporter, event, kind_for};
+use crate::events::{Recorded, event, kind_for};
 use crate::files::{duration_ms, unix_now};
 use crate::install::{INSTALL_DATA, install_data_wanted, installer_data};
 use crate::observer::{Observer, Warning};
+use crate::outbox::{Reporter, Sent, attach};
 use crate::plugins::Plugins;
 use crate::report::{AppOutcome, AppReport, PassReport};
 
@@ -85,6 +89,10 @@ pub(crate) struct Run<'a, 'o> {
     pub(crate) env: &'a Env<'a>,
     pub(crate) observer: &'o mut dyn Observer,
     pub(crate) tuf: Option<Result<Tuf<'a>, Arc<TufRefreshError>>>,
+    /// The session id of the pass's requests and events.
+    pub(crate) session: String,
+    /// Failures recorded so far: they change nothing in the prefs, so they
+    /// enter the outbox only at the end of the pass.
     pub(crate) events: Vec<Recorded>,
     /// A single-binary updater staged beside the running binary, renamed
     /// over it by the commit.
@@ -93,9 +101,11 @@ pub(crate) struct Run<'a, 'o> {
     pub(crate) replaced: Option<(PathBuf, Version)>,
 }
 
-/// One signed update check for `ids`, then every offered update
-/// downloaded, verified, installed and recorded; events reported to the
-/// server and the telemetry sinks. The caller holds the state lock.
+/// One signed update check for `ids` (carrying the outbox's waiting
+/// events), then every offered update downloaded, verified, installed and
+/// recorded, its events in the outbox in the same write; then the outbox
+/// delivered to the server and the telemetry sinks. The caller holds the
+/// state lock.
 pub(crate) fn check_and_apply(
     env: &Env<'_>,
     prefs_path: &Path,
@@ -117,6 +127,7 @@ pub(crate) fn check_and_apply(
         env,
         observer,
         tuf: None,
+        session: session.clone(),
         events: Vec::new(),
         staged_binary: None,
         replaced: None,
@@ -133,11 +144,11 @@ pub(crate) fn check_and_apply(
             if options.self_uninstall && prefs.apps.values().all(|r| r.updater) {
                 prefs.uninstalling = true;
             }
+            prefs.outbox.push(
+                Recorded::new(id, event(EventType::Uninstall, None, &record.version, None))
+                    .into_entry(record.version.clone(), &session),
+            );
             prefs.save(prefs_path)?;
-            run.events.push(Recorded::new(
-                id,
-                event(EventType::Uninstall, None, &record.version, None),
-            ));
             outcomes.insert(
                 id.clone(),
                 AppOutcome::Removed {
@@ -161,7 +172,7 @@ pub(crate) fn check_and_apply(
     let mut retry_after = None;
     let mut staged = Vec::new();
     if !ids.is_empty() {
-        let request = build_request(env.config, prefs, &ids, &session)?;
+        let (request, sent) = build_request(env.config, prefs, &ids, &session)?;
         match update_check::exchange(env.http, &env.config.server, &env.config.cup, &request) {
             Err(e) => {
                 server_answered = e.server_answered();
@@ -184,6 +195,11 @@ pub(crate) fn check_and_apply(
                 }
             }
             Ok(exchange) => {
+                if !sent.is_empty() {
+                    prefs
+                        .outbox
+                        .acknowledge(&sent.acknowledged(&exchange.response));
+                }
                 retry_after = exchange.retry_after;
                 if let Some(wait) = exchange.retry_after {
                     prefs.retry_after_until =
@@ -213,7 +229,19 @@ pub(crate) fn check_and_apply(
         }
     }
 
-    // Report the events: to the server (when it answered), then to the sinks.
+    // The failures join the outbox (a server that could not be reached at
+    // all is told nothing of it: the sinks are), then the outbox goes to
+    // the server (unless unreachable) and the sinks.
+    for failure in std::mem::take(&mut run.events) {
+        let version = prefs
+            .apps
+            .get(&failure.app_id)
+            .map(|r| r.version.clone())
+            .unwrap_or_default();
+        let mut entry = failure.into_entry(version, &session);
+        entry.acked = !server_answered;
+        prefs.outbox.push(entry);
+    }
     let reporter = Reporter {
         root: env.root,
         config: env.config,
@@ -221,10 +249,7 @@ pub(crate) fn check_and_apply(
         plugins: env.plugins,
         session: &session,
     };
-    if server_answered && !run.events.is_empty() {
-        reporter.send_ping(&run.events, prefs, &all_ids, &removed, run.observer);
-    }
-    reporter.feed_telemetry(&run.events, run.observer);
+    reporter.deliver(prefs_path, prefs, server_answered, run.observer);
 
     let apps = all_ids
         .iter()
@@ -245,13 +270,14 @@ pub(crate) fn check_and_apply(
 }
 
 /// The update check request for `ids`: versions, channel, cohort, ping
-/// days, and install data for first installs that ask for it.
+/// days, and install data for first installs that ask for it; the
+/// outbox's waiting events ride along.
 fn build_request(
     config: &Config,
     prefs: &Prefs,
     ids: &[String],
     session: &str,
-) -> Result<upkeep_core::omaha::Request, ClientError> {
+) -> Result<(upkeep_core::omaha::Request, Sent), ClientError> {
     let mut builder = RequestBuilder::new(config.protocol)
         .updater("upkeep", env!("CARGO_PKG_VERSION"))
         .os(Os {
@@ -260,6 +286,7 @@ fn build_request(
             ..Os::default()
         })
         .sessionid(session);
+    let mut apps = Vec::new();
     for id in ids {
         let record = &prefs.apps[id];
         let mut app = RequestApp::new(id.clone(), &record.version);
@@ -273,11 +300,16 @@ fn build_request(
                 index: Some(index.to_owned()),
             });
         }
+        apps.push(app);
+    }
+    let sent = attach(&prefs.outbox, &prefs.apps, &mut apps);
+    for app in apps {
         builder = builder.app(app);
     }
-    builder
+    let request = builder
         .build()
-        .map_err(|e| ClientError::Random(e.to_string()))
+        .map_err(|e| ClientError::Random(e.to_string()))?;
+    Ok((request, sent))
 }
 
 fn merge_cohort(record: &mut AppRecord, app: &upkeep_core::omaha::App) {
@@ -394,7 +426,11 @@ impl<'a> Run<'a, '_> {
                 let data = installer_data(id, &record, app, self.observer);
                 self.apply(id, &record, check, v, data.as_deref())
                     .and_then(|applied| {
-                        let how = self.commit(prefs_path, prefs, id, &record, updated, v)?;
+                        let update = Update {
+                            events: self.succeeded(id, &record, v, &applied, started),
+                            record: updated,
+                        };
+                        let how = self.commit(prefs_path, prefs, id, &record, update, v)?;
                         Ok((v.clone(), applied, how))
                     })
             }
@@ -406,20 +442,6 @@ impl<'a> Run<'a, '_> {
                 if let Committed::Replaced(exe) = how {
                     self.replaced = Some((exe, to.clone()));
                 }
-                for report in applied.downloads.iter().filter(|r| !r.reused) {
-                    let mut ev = event(EventType::Download, None, &record.version, Some(&to));
-                    ev.errorcat = None;
-                    let mut recorded = Recorded::new(id, ev);
-                    recorded.duration_ms = Some(duration_ms(report.duration));
-                    recorded.download = Some(report.clone());
-                    self.events.push(recorded);
-                }
-                let mut done = Recorded::new(
-                    id,
-                    event(kind_for(&record), None, &record.version, Some(&to)),
-                );
-                done.duration_ms = elapsed;
-                self.events.push(done);
                 AppOutcome::Updated {
                     from: record.version.clone(),
                     to,
@@ -443,6 +465,36 @@ impl<'a> Run<'a, '_> {
                 failed(next, error)
             }
         }
+    }
+}
+
+impl Run<'_, '_> {
+    /// The events of a successful update of `id` to `to`: its downloads
+    /// (type 14) and the install or update itself, recorded with it.
+    fn succeeded(
+        &self,
+        id: &str,
+        record: &AppRecord,
+        to: &Version,
+        applied: &Applied,
+        started: Instant,
+    ) -> Vec<OutboxEntry> {
+        let mut events = Vec::new();
+        for report in applied.downloads.iter().filter(|r| !r.reused) {
+            let mut ev = event(EventType::Download, None, &record.version, Some(to));
+            ev.errorcat = None;
+            let mut recorded = Recorded::new(id, ev);
+            recorded.duration_ms = Some(duration_ms(report.duration));
+            recorded.download = Some(report.clone());
+            events.push(recorded);
+        }
+        let mut done = Recorded::new(id, event(kind_for(record), None, &record.version, Some(to)));
+        done.duration_ms = Some(duration_ms(started.elapsed()));
+        events.push(done);
+        events
+            .into_iter()
+            .map(|r| r.into_entry(to.clone(), &self.session))
+            .collect()
     }
 }
 

@@ -1,8 +1,6 @@
 //! Rolling an app back to the version kept since its last update, and
 //! uninstalling an app through its installer plugin.
 
-use std::collections::BTreeMap;
-
 use upkeep_core::appdir;
 use upkeep_core::crash;
 use upkeep_core::lifecycle;
@@ -14,10 +12,11 @@ use upkeep_plugin_host::bindings::installer;
 
 use crate::client::Client;
 use crate::error::{ClientError, UpdateError};
-use crate::events::{Recorded, Reporter, event};
+use crate::events::{Recorded, event};
 use crate::files::{remove_old_payloads, unix_now};
 use crate::install::{app_info, run_installer};
 use crate::observer::{Observer, Warning};
+use crate::outbox::Reporter;
 use crate::recovery::lock_and_recover_held;
 
 /// What a rollback did.
@@ -80,16 +79,28 @@ impl Client {
                 version: to,
             });
         }
+        let session = random_id().map_err(|e| ClientError::Random(e.to_string()))?;
         let mut updated = record.clone();
         updated.version = to.clone();
         updated.previous_version = None;
         updated.updated_at = Some(unix_now());
-        lifecycle::switch_app(&prefs_path, &mut prefs, &id, SwitchKind::Rollback, updated)
-            .map_err(|source| ClientError::Rollback {
-                app: id.clone(),
-                version: to.clone(),
-                source,
-            })?;
+        let events = vec![
+            Recorded::new(&id, event(EventType::Update, None, &from, Some(&to)))
+                .into_entry(to.clone(), &session),
+        ];
+        lifecycle::switch_app(
+            &prefs_path,
+            &mut prefs,
+            &id,
+            SwitchKind::Rollback,
+            updated,
+            events,
+        )
+        .map_err(|source| ClientError::Rollback {
+            app: id.clone(),
+            version: to.clone(),
+            source,
+        })?;
         // The version rolled back from is not kept: the next update installs
         // it afresh if the server still offers it.
         for (path, e) in appdir::prune(dir, &[&to]) {
@@ -100,11 +111,7 @@ impl Client {
         }
         remove_old_payloads(root, &id, &to);
         crash::point("rollback.pruned");
-        let events = vec![Recorded::new(
-            &id,
-            event(EventType::Update, None, &from, Some(&to)),
-        )];
-        self.report(config, &events, &prefs, &id, &BTreeMap::new(), observer);
+        self.report(config, &session, &mut prefs, &id, observer);
         Ok(RolledBack { app: id, from, to })
     }
 
@@ -122,6 +129,7 @@ impl Client {
         let root = &self.root;
         let (_lock, mut prefs, id, record) =
             self.lock_app(app, "uninstall", config.as_ref().ok().copied(), observer)?;
+        let session = random_id().map_err(|e| ClientError::Random(e.to_string()))?;
         let mut note = None;
         let version_dir = appdir::version_dir(&record.install_dir, &record.version);
         if let Some(plugin) = &record.installer
@@ -171,6 +179,13 @@ impl Client {
         }
         crash::point("uninstall-app.installer-done");
         prefs.apps.remove(&id);
+        prefs.outbox.push(
+            Recorded::new(
+                &id,
+                event(EventType::Uninstall, None, &record.version, None),
+            )
+            .into_entry(record.version.clone(), &session),
+        );
         prefs.save(&root.join(PREFS_FILE))?;
         crash::point("uninstall-app.forgotten");
         // The directories go after the prefs: a crash between leaves files,
@@ -193,12 +208,7 @@ impl Client {
         }
         let _ = std::fs::remove_dir(record.install_dir.join(appdir::VERSIONS));
         remove_old_payloads(root, &id, &Version::default());
-        let events = vec![Recorded::new(
-            &id,
-            event(EventType::Uninstall, None, &record.version, None),
-        )];
-        let removed = BTreeMap::from([(id.clone(), record.version.clone())]);
-        self.report(config, &events, &prefs, &id, &removed, observer);
+        self.report(config, &session, &mut prefs, &id, observer);
         Ok(AppUninstalled {
             app: id,
             version: record.version,
@@ -229,28 +239,24 @@ impl Client {
         Ok((lock, prefs, id, record))
     }
 
-    /// Reports `events` of `id` to the server and the telemetry sinks, when
-    /// the configuration is usable (a warning otherwise).
+    /// Delivers the outbox (the event of `id` just recorded in it, and
+    /// whatever waits) to the server and the telemetry sinks, when the
+    /// configuration is usable; otherwise the events wait, with a warning.
     fn report(
         &self,
         config: Result<&crate::Config, ClientError>,
-        events: &[Recorded],
-        prefs: &Prefs,
+        session: &str,
+        prefs: &mut Prefs,
         id: &str,
-        removed: &BTreeMap<String, Version>,
         observer: &mut dyn Observer,
     ) {
         let config = match config {
             Ok(c) => c,
             Err(e) => {
-                observer.warning(&Warning::app(id, format!("this is not reported: {e}")));
-                return;
-            }
-        };
-        let session = match random_id() {
-            Ok(s) => s,
-            Err(e) => {
-                observer.warning(&Warning::app(id, format!("this is not reported: {e}")));
+                observer.warning(&Warning::app(
+                    id,
+                    format!("this is not reported yet (the event waits in the outbox): {e}"),
+                ));
                 return;
             }
         };
@@ -259,9 +265,8 @@ impl Client {
             config,
             http: self.http.as_ref(),
             plugins: self.plugins.as_ref(),
-            session: &session,
+            session,
         };
-        reporter.send_ping(events, prefs, &[id.to_owned()], removed, observer);
-        reporter.feed_telemetry(events, observer);
+        reporter.deliver(&self.root.join(PREFS_FILE), prefs, true, observer);
     }
 }

@@ -50,6 +50,17 @@ pub struct PendingStatus {
     pub to: String,
 }
 
+/// The event outbox.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct OutboxStatus {
+    /// Events waiting for the server or a telemetry sink.
+    pub pending: usize,
+    /// Of those, the events the server has not acknowledged.
+    pub unacknowledged: usize,
+    /// Events the outbox's cap dropped, ever.
+    pub dropped: u64,
+}
+
 /// The daemon answering on the IPC endpoint.
 #[derive(Debug, Clone, Serialize)]
 pub struct DaemonStatus {
@@ -87,6 +98,8 @@ pub struct Status {
     pub uninstalling: bool,
     /// When the last update check completed (Unix seconds).
     pub last_check: Option<i64>,
+    /// The event outbox.
+    pub outbox: OutboxStatus,
     /// The updater versions.
     pub versions: Vec<VersionStatus>,
     /// The apps.
@@ -175,6 +188,11 @@ impl Client {
             }),
             uninstalling: prefs.uninstalling,
             last_check: prefs.last_check,
+            outbox: OutboxStatus {
+                pending: prefs.outbox.entries.len(),
+                unacknowledged: prefs.outbox.unacked().count(),
+                dropped: prefs.outbox.dropped,
+            },
             versions,
             apps,
             service,

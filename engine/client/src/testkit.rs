@@ -15,7 +15,7 @@ use upkeep_core::cup::{CupClient, CupServer, RequestParams};
 use upkeep_core::download::DownloadOptions;
 use upkeep_core::http::{HttpClient, HttpError, HttpResponse};
 use upkeep_core::omaha::{
-    App, AppId, AppStatus, Manifest, Package, Protocol, Request, Response, UpdateCheck,
+    App, AppId, AppStatus, Event, Manifest, Package, Protocol, Request, Response, UpdateCheck,
     UpdateCheckStatus, parse_request,
 };
 use upkeep_core::state::PluginRef;
@@ -67,6 +67,8 @@ pub struct FakeServer {
     pub down: AtomicBool,
     /// Update answers are altered after signing.
     pub tamper: AtomicBool,
+    /// Answers acknowledge the request's events (on unless turned off).
+    pub acknowledge: AtomicBool,
     /// Bytes served instead of a payload, by file name.
     pub corrupt: Mutex<BTreeMap<String, Vec<u8>>>,
     /// Every request posted, parsed.
@@ -82,6 +84,7 @@ impl FakeServer {
             offers: Mutex::new(BTreeMap::new()),
             down: AtomicBool::new(false),
             tamper: AtomicBool::new(false),
+            acknowledge: AtomicBool::new(true),
             corrupt: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(Vec::new()),
         }
@@ -148,6 +151,7 @@ impl FakeServer {
             telemetry: Vec::new(),
             download: DownloadOptions::default(),
             check_interval: Duration::from_secs(300 * 60),
+            outbox_cap: upkeep_core::outbox::DEFAULT_CAP,
             updater: None,
             qualification: None,
             service: crate::config::ServiceConfig::default(),
@@ -175,6 +179,20 @@ impl FakeServer {
         out
     }
 
+    /// Every event received, with its app, in arrival order.
+    pub fn received(&self) -> Vec<(String, Event)> {
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .flat_map(|r| r.apps.iter())
+            .flat_map(|app| {
+                app.events
+                    .iter()
+                    .map(|e| (app.appid.as_str().to_owned(), e.clone()))
+            })
+            .collect()
+    }
+
     fn answer(&self, request: &Request) -> Response {
         let offers = self.offers.lock().unwrap();
         let mut response = Response::new(Protocol::Json31);
@@ -182,12 +200,17 @@ impl FakeServer {
             let id = app.appid.as_str();
             let installed: Version = app.version.parse().unwrap_or_default();
             let mut answer = App::new(AppId::new(id), AppStatus::Ok);
-            if app.updatecheck.is_some() {
-                answer.updatecheck = Some(match offers.get(id) {
-                    Some(offer) if offer.version > installed => update_check(id, offer),
-                    _ => UpdateCheck::with_status(UpdateCheckStatus::NoUpdate),
-                });
+            if self.acknowledge.load(Ordering::SeqCst) {
+                answer.event_statuses = app.events.iter().map(|_| "ok".to_owned()).collect();
             }
+            // Like the reference server, an app that only carries events
+            // gets `noupdate`.
+            answer.updatecheck = Some(match offers.get(id) {
+                Some(offer) if app.updatecheck.is_some() && offer.version > installed => {
+                    update_check(id, offer)
+                }
+                _ => UpdateCheck::with_status(UpdateCheckStatus::NoUpdate),
+            });
             response.apps.push(answer);
         }
         response
@@ -316,8 +339,10 @@ pub struct StubPlugins {
     pub absent: AtomicBool,
     /// Qualifier-world plugins refuse with this reason.
     pub refuse: Mutex<Option<String>>,
-    /// Events telemetry sinks received.
-    pub telemetry: Mutex<Vec<types::UpdateEvent>>,
+    /// The events each telemetry sink took, by its path, in order.
+    pub telemetry: Mutex<Vec<(PathBuf, types::UpdateEvent)>>,
+    /// Telemetry sinks (by path) that refuse the events.
+    pub failing_sinks: Mutex<Vec<PathBuf>>,
 }
 
 impl StubPlugins {
@@ -417,11 +442,17 @@ impl Qualifier for Shared<StubPlugins> {
 impl TelemetrySink for Shared<StubPlugins> {
     fn consume_events(
         &self,
-        _path: &Path,
+        path: &Path,
         _data_root: &Path,
         events: &[types::UpdateEvent],
     ) -> Result<Answer<Result<(), String>>, PluginFailure> {
-        self.telemetry.lock().unwrap().extend_from_slice(events);
+        if self.failing_sinks.lock().unwrap().iter().any(|p| p == path) {
+            return answer(Err("the sink is full".to_owned()));
+        }
+        self.telemetry
+            .lock()
+            .unwrap()
+            .extend(events.iter().map(|e| (path.to_path_buf(), e.clone())));
         answer(Ok(()))
     }
 }

@@ -16,21 +16,27 @@ use upkeep_plugin_host::bindings::installer::Operation;
 use crate::testkit::{Call, FakeServer, Shared, StubPlugins};
 use crate::{AppOutcome, Client, ClientError, Recorder, Registration, Selection, UpdateError};
 
-const APP: &str = "org.example.app";
+pub(crate) const APP: &str = "org.example.app";
 
-struct World {
-    dir: tempfile::TempDir,
-    server: Shared<FakeServer>,
-    plugins: Shared<StubPlugins>,
-    client: Client,
+pub(crate) struct World {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) server: Shared<FakeServer>,
+    pub(crate) plugins: Shared<StubPlugins>,
+    pub(crate) client: Client,
 }
 
 impl World {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
+        Self::with_config(|_| {})
+    }
+
+    /// A world whose client configuration `tweak` changed.
+    pub(crate) fn with_config(tweak: impl FnOnce(&mut crate::Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let server = Shared(Arc::new(FakeServer::new()));
         let plugins = Shared(Arc::new(StubPlugins::default()));
-        let config = server.config(dir.path());
+        let mut config = server.config(dir.path());
+        tweak(&mut config);
         let client = Client::builder(dir.path().join("state"))
             .with_config(config)
             .http(server.clone())
@@ -46,11 +52,11 @@ impl World {
         }
     }
 
-    fn install_dir(&self) -> PathBuf {
+    pub(crate) fn install_dir(&self) -> PathBuf {
         self.dir.path().join("apps/app")
     }
 
-    fn register(&self, version: &str) -> Registration {
+    pub(crate) fn register(&self, version: &str) -> Registration {
         let mut r = Registration::new(
             APP,
             version.parse().unwrap(),
@@ -65,11 +71,11 @@ impl World {
         r
     }
 
-    fn prefs(&self) -> Prefs {
+    pub(crate) fn prefs(&self) -> Prefs {
         Prefs::load(&self.client.root().join(PREFS_FILE)).unwrap()
     }
 
-    fn update(&self) -> AppOutcome {
+    pub(crate) fn update(&self) -> AppOutcome {
         let mut pass = self
             .client
             .update(Selection::All, &mut Recorder::default())
@@ -78,7 +84,7 @@ impl World {
     }
 
     /// The version `current` points at.
-    fn current(&self) -> Option<String> {
+    pub(crate) fn current(&self) -> Option<String> {
         appdir::current_version(&self.install_dir())
     }
 }

@@ -23,6 +23,7 @@ pub mod durable;
 pub mod http;
 pub mod lifecycle;
 pub mod omaha;
+pub mod outbox;
 pub mod state;
 pub mod tuf;
 pub mod update_check;

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use crate::appdir;
 use crate::crash;
 use crate::durable::sync_dir;
+use crate::outbox::OutboxEntry;
 use crate::state::{
     AppRecord, PREFS_FILE, PendingSwitch, Prefs, Qualification, StagedBinary, StateError, Swapping,
     SwitchKind,
@@ -431,6 +432,7 @@ pub fn switch_app(
     id: &str,
     kind: SwitchKind,
     record: AppRecord,
+    events: Vec<OutboxEntry>,
 ) -> Result<(), LifecycleError> {
     let Some(old) = prefs.apps.get(id).cloned() else {
         return Err(LifecycleError::NotRegistered { app: id.to_owned() });
@@ -442,6 +444,7 @@ pub fn switch_app(
         to: record.version.clone(),
         keep: record.previous_version.clone(),
         binary: None,
+        events: prefs.outbox.number(events),
     };
     let mut journal = prefs.clone();
     journal.pending = Some(pending);
@@ -459,9 +462,7 @@ pub fn switch_app(
         ))(e));
     }
     crash::point("switch.current-renamed");
-    let mut done = prefs.clone();
-    done.pending = None;
-    done.apps.insert(id.to_owned(), record);
+    let done = completed(prefs, id, record);
     if let Err(e) = done.save(prefs_path) {
         let back = appdir::switch_current(dir, &old.version);
         if back.is_ok() {
@@ -472,6 +473,17 @@ pub fn switch_app(
     *prefs = done;
     crash::point("switch.recorded");
     Ok(())
+}
+
+/// `prefs` with the journalled switch of `id` recorded as `record`: the
+/// journal cleared, its events in the outbox.
+fn completed(prefs: &Prefs, id: &str, record: AppRecord) -> Prefs {
+    let mut done = prefs.clone();
+    if let Some(pending) = done.pending.take() {
+        done.outbox.extend(pending.events);
+    }
+    done.apps.insert(id.to_owned(), record);
+    done
 }
 
 fn abandon(prefs_path: &Path, prefs: &mut Prefs, id: &str) {
@@ -492,6 +504,7 @@ pub fn replace_binary(
     id: &str,
     record: AppRecord,
     binary: StagedBinary,
+    events: Vec<OutboxEntry>,
 ) -> Result<(), LifecycleError> {
     let Some(old) = prefs.apps.get(id).cloned() else {
         return Err(LifecycleError::NotRegistered { app: id.to_owned() });
@@ -504,6 +517,7 @@ pub fn replace_binary(
         to: record.version.clone(),
         keep: record.previous_version.clone(),
         binary: Some(binary.clone()),
+        events: prefs.outbox.number(events),
     });
     journal.save(prefs_path)?;
     *prefs = journal;
@@ -521,9 +535,7 @@ pub fn replace_binary(
         sync_dir(dir).map_err(io_err(format!("cannot flush {}", dir.display())))?;
     }
     crash::point("replace-binary.renamed");
-    let mut done = prefs.clone();
-    done.pending = None;
-    done.apps.insert(id.to_owned(), record);
+    let done = completed(prefs, id, record);
     done.save(prefs_path)?;
     *prefs = done;
     crash::point("replace-binary.recorded");
@@ -574,6 +586,7 @@ pub fn recover_switch(
         r.version = pending.to.clone();
         r.previous_version = pending.keep.clone();
         r.updated_at = Some(now);
+        next.outbox.extend(pending.events.clone());
     }
     next.save(prefs_path)?;
     *prefs = next;
@@ -608,6 +621,14 @@ mod tests {
 
     fn v(s: &str) -> Version {
         s.parse().unwrap()
+    }
+
+    fn reported(app: &str) -> OutboxEntry {
+        let event = crate::omaha::Event::new(
+            crate::omaha::EventType::Update,
+            crate::omaha::EventResult::Success,
+        );
+        OutboxEntry::new(app, v("2.0"), event, "{s}", 1)
     }
 
     fn app(dir: &Path, version: &str) -> AppRecord {
@@ -779,12 +800,17 @@ mod tests {
             to: v("2.0"),
             keep: Some(v("1.0")),
             binary: None,
+            events: prefs.outbox.number(vec![reported("a")]),
         };
         // Died before the rename: rolled back, the new version removed.
         prefs.pending = Some(journal.clone());
         let got = recover_switch(&prefs_file, &mut prefs, 9).unwrap();
         assert!(matches!(got, Some(Recovery::RolledBack(_))));
         assert_eq!(prefs.apps["a"].version, v("1.0"));
+        assert!(
+            prefs.outbox.entries.is_empty(),
+            "an undone switch reports nothing"
+        );
         assert!(!appdir::version_dir(&dir, &v("2.0")).exists());
         // Died after the rename: completed.
         fs::create_dir_all(appdir::version_dir(&dir, &v("2.0"))).unwrap();
@@ -793,6 +819,7 @@ mod tests {
         let got = recover_switch(&prefs_file, &mut prefs, 9).unwrap();
         assert!(matches!(got, Some(Recovery::Completed(_))));
         assert_eq!(prefs.apps["a"].version, v("2.0"));
+        assert_eq!(prefs.outbox.entries.len(), 1, "a completed switch reports");
         assert_eq!(prefs.apps["a"].previous_version, Some(v("1.0")));
         assert_eq!(Prefs::load(&prefs_file).unwrap(), prefs);
         assert_eq!(recover_switch(&prefs_file, &mut prefs, 9).unwrap(), None);
@@ -808,7 +835,17 @@ mod tests {
         prefs.apps.insert("a".into(), app(&dir, "1.0"));
         let mut record = app(&dir, "2.0");
         record.previous_version = Some(v("1.0"));
-        switch_app(&prefs_file, &mut prefs, "a", SwitchKind::Update, record).unwrap();
+        switch_app(
+            &prefs_file,
+            &mut prefs,
+            "a",
+            SwitchKind::Update,
+            record,
+            vec![reported("a")],
+        )
+        .unwrap();
+        assert_eq!(prefs.outbox.entries.len(), 1);
+        assert_eq!(prefs.outbox.entries[0].seq, 1);
         let on_disk = Prefs::load(&prefs_file).unwrap();
         assert_eq!(on_disk.pending, None);
         assert_eq!(on_disk.apps["a"].version, v("2.0"));

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::durable::write_atomic;
 use crate::omaha::{ActivityDays, Cohort};
+use crate::outbox::{Outbox, OutboxEntry};
 use crate::version::Version;
 
 /// The prefs file's name in the state directory.
@@ -214,6 +215,9 @@ pub struct Prefs {
     /// Local prefs of an updater version only: its qualification.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualification: Option<Qualification>,
+    /// The events waiting for the server and the telemetry sinks.
+    #[serde(default, skip_serializing_if = "Outbox::is_empty")]
+    pub outbox: Outbox,
 }
 
 /// What an activation swaps: the `swapping` bit with its arguments.
@@ -259,6 +263,11 @@ pub struct PendingSwitch {
     /// the new version is in place.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary: Option<StagedBinary>,
+    /// The events the switch reports, numbered: they enter the outbox in
+    /// the write that completes the switch, and go with it when it is
+    /// undone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<OutboxEntry>,
 }
 
 /// The binary a [`SwitchKind::ReplaceBinary`] switch replaces.
@@ -300,6 +309,7 @@ impl Default for Prefs {
             pending: None,
             uninstalling: false,
             qualification: None,
+            outbox: Outbox::default(),
         }
     }
 }

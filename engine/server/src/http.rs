@@ -699,6 +699,29 @@ mod tests {
     }
 
     #[test]
+    fn every_event_is_acknowledged_in_3_1_and_4_0() {
+        let now = OffsetDateTime::now_utc();
+        for (protocol, dialect, key) in [
+            ("3.1", Protocol::Json31, "app"),
+            ("4.0", Protocol::Json40, "apps"),
+        ] {
+            let events = if protocol == "4.0" { "events" } else { "event" };
+            let body = format!(
+                r#"{{"request":{{"protocol":"{protocol}","sessionid":"{{s}}","requestid":"{{r}}","{key}":[
+                   {{"appid":"{{abc}}","version":"1.0","updatecheck":{{}},"{events}":[{{"eventtype":3,"eventresult":1}}]}},
+                   {{"appid":"nobody","version":"1.0","{events}":[{{"eventtype":4,"eventresult":1}},{{"eventtype":2,"eventresult":0}}]}}]}}}}"#
+            );
+            let request = parse_request(body.as_bytes(), None).unwrap();
+            let r = answer(&catalog(), &request, "http://h:1", now);
+            let parsed = parse_response(r.to_body(dialect).as_bytes(), dialect).unwrap();
+            assert_eq!(parsed.apps[0].event_statuses, ["ok"], "{protocol}");
+            // An app the server does not know: its events are stored and
+            // acknowledged all the same.
+            assert_eq!(parsed.apps[1].event_statuses, ["ok", "ok"], "{protocol}");
+        }
+    }
+
+    #[test]
     fn the_4_0_answer_has_a_download_and_run_pipeline() {
         let now = OffsetDateTime::now_utc();
         let r = answer(&catalog(), &request("4.0"), "http://h:1/", now);

@@ -137,6 +137,21 @@ fn base_app(node: &Obj, appid: String) -> App {
     app
 }
 
+/// The statuses of the event acknowledgements under `key` (`event` in
+/// 3.1, `events` in 4.0): one object per event of the request, in order.
+fn parse_event_acks(node: &Obj, key: &str) -> Vec<String> {
+    let Some(list) = node.get(key).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|e| {
+            e.as_object()
+                .and_then(|e| string(e, "status"))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 fn parse_data(node: &Obj) -> Vec<Data> {
     let Some(list) = node.get("data").and_then(Value::as_array) else {
         return Vec::new();
@@ -162,6 +177,7 @@ fn parse_app31(node: &Value) -> Result<App, AppErrorKind> {
         .filter(|s| !s.is_empty())
         .ok_or(AppErrorKind::MissingAppId)?;
     let mut app = base_app(node, appid);
+    app.event_statuses = parse_event_acks(node, EVENTS31);
     if let Some(status) = string(node, "status") {
         app.status = AppStatus::parse(&status);
         match app.status {
@@ -295,6 +311,7 @@ fn parse_app40(node: &Value) -> Result<App, AppErrorKind> {
     let node = node.as_object().ok_or(AppErrorKind::NotAnObject)?;
     let appid = string(node, "appid").ok_or(AppErrorKind::MissingAppId)?;
     let mut app = base_app(node, appid);
+    app.event_statuses = parse_event_acks(node, EVENTS40);
     let status = string(node, "status").ok_or(AppErrorKind::MissingStatus)?;
     app.status = AppStatus::parse(&status);
     if app.status != AppStatus::Ok {
@@ -454,13 +471,26 @@ fn updatecheck_head(uc: &UpdateCheck) -> Obj {
 
 /// The members of a response app both JSON dialects write alike: id,
 /// status, cohort fields, `_` extras and data.
-fn app_head(app: &App) -> Obj {
+/// The member acknowledging a request's events in 3.1.
+const EVENTS31: &str = "event";
+/// The member acknowledging a request's events in 4.0.
+const EVENTS40: &str = "events";
+
+fn app_head(app: &App, events_key: &str) -> Obj {
     let mut o = Obj::new();
     o.insert("appid".into(), json!(app.appid.as_str()));
     o.insert("status".into(), json!(app.status.as_str()));
     cohort_and_extras(&mut o, app);
     if !app.data.is_empty() {
         o.insert("data".into(), data_json(&app.data));
+    }
+    if !app.event_statuses.is_empty() {
+        let acks: Vec<Value> = app
+            .event_statuses
+            .iter()
+            .map(|s| json!({ "status": s }))
+            .collect();
+        o.insert(events_key.into(), Value::Array(acks));
     }
     o
 }
@@ -474,7 +504,7 @@ pub(crate) fn write_response31(response: &Response, flavor: Flavor) -> String {
         .apps
         .iter()
         .map(|app| {
-            let mut o = app_head(app);
+            let mut o = app_head(app, EVENTS31);
             if let Some(uc) = &app.updatecheck {
                 let mut u = updatecheck_head(uc);
                 if !uc.actions.is_empty() {
@@ -549,7 +579,7 @@ pub(crate) fn write_response40(response: &Response) -> String {
         .apps
         .iter()
         .map(|app| {
-            let mut o = app_head(app);
+            let mut o = app_head(app, EVENTS40);
             if let Some(uc) = &app.updatecheck {
                 let mut u = updatecheck_head(uc);
                 if let Some(v) = &uc.next_version {
@@ -737,6 +767,32 @@ mod tests {
                 _ => write_response31(&r, Flavor::Standard),
             };
             assert!(written.contains("\"#text\""), "{written}");
+            assert_eq!(parse(&written, p), r, "{protocol}: {written}");
+        }
+    }
+
+    #[test]
+    fn event_acknowledgements_round_trip_in_3_1_and_4_0() {
+        for (protocol, p, key, events) in [
+            ("3.1", Protocol::Json31, "app", "event"),
+            ("4.0", Protocol::Json40, "apps", "events"),
+        ] {
+            let text = format!(
+                r#")]}}'
+{{"response":{{"protocol":"{protocol}","{key}":[{{"appid":"x","status":"ok",
+ "{events}":[{{"status":"ok"}},{{"status":"error"}},7],
+ "updatecheck":{{"status":"noupdate"}}}},
+ {{"appid":"y","status":"error-unknownApplication","{events}":[{{"status":"ok"}}]}}]}}}}"#
+            );
+            let r = parse(&text, p);
+            assert_eq!(r.apps[0].event_statuses, ["ok", "error", ""], "{protocol}");
+            // An app the server refused still acknowledges its events.
+            assert_eq!(r.apps[1].event_statuses, ["ok"], "{protocol}");
+            let written = match p {
+                Protocol::Json40 => write_response40(&r),
+                _ => write_response31(&r, Flavor::Standard),
+            };
+            assert!(written.contains(&format!("\"{events}\"")), "{written}");
             assert_eq!(parse(&written, p), r, "{protocol}: {written}");
         }
     }

@@ -114,7 +114,7 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nextversion: Option<String>,
     /// Other members, as text.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, String>,
 }
 
