@@ -737,3 +737,22 @@ fn a_waiting_version_serves_its_own_binary_its_lifecycle_step_and_nobody_else() 
         m.log()
     );
 }
+
+#[test]
+fn uninstall_through_the_daemon_removes_upkeep_and_the_daemon_leaves() {
+    let m = Machine::new();
+    let mut d = m.start_daemon(&[]);
+    let pid = d.child.id();
+    let out = m.cli(&["uninstall"]);
+    let all = both(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("upkeep is uninstalled from"), "{all}");
+    assert!(!m.root.join("versions").exists(), "{all}");
+    assert!(!m.root.join("prefs.json").exists(), "{all}");
+    let status = d
+        .exited_within(Duration::from_secs(15))
+        .expect("the daemon stayed after the uninstall");
+    assert!(status.success(), "{status}: {}", d.stderr());
+    let served = format!("uninstall served over IPC by {VERSION} (pid {pid}): exit 0");
+    assert!(m.log().contains(&served), "{served:?} not in:\n{}", m.log());
+}

@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use clap::Args;
 use upkeep_client::lifecycle::{Stepped, WAKE_IN_PROCESS_ENV};
-use upkeep_client::{SetupOutcome, UninstallOutcome, WakeOptions};
+use upkeep_client::{SetupOutcome, WakeOptions};
 use upkeep_core::crash;
 use upkeep_core::lifecycle;
 use upkeep_core::version::Version;
@@ -63,6 +63,10 @@ pub struct StatusArgs {
 /// `upkeep uninstall`.
 #[derive(Debug, Args)]
 pub struct UninstallArgs {
+    /// Run here, not through the daemon that serves the state root.
+    #[arg(long)]
+    in_process: bool,
+
     #[command(flatten)]
     state: StateArgs,
 }
@@ -284,13 +288,10 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
 
 /// Runs `upkeep uninstall`.
 pub fn uninstall(args: UninstallArgs) -> Result<ExitCode> {
-    let client = args.state.client()?;
-    if client.uninstall(&mut Terminal::new())? == UninstallOutcome::FinishedEarlier {
-        println!(
-            "finished uninstalling upkeep from {}; only {} is left",
-            client.root().display(),
-            lifecycle::LOG_FILE
-        );
+    let request = upkeep_client::ipc::Request::Uninstall {};
+    if let Some(code) = crate::remote::through_daemon(&args.state, args.in_process, &request)? {
+        return Ok(code);
     }
-    Ok(ExitCode::Ok)
+    let client = args.state.client()?;
+    Ok(crate::ops::uninstall(&client, &mut Terminal::new())?.print())
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
-use upkeep_client::{Client, Observer, Registration, Selection};
+use upkeep_client::{Client, Observer, Registration, Selection, UninstallOutcome};
 use upkeep_core::version::Version;
 
 use crate::render::{Rendered, render_pass};
@@ -88,6 +88,26 @@ pub(crate) fn status(client: &Client, json: bool) -> Result<Rendered> {
     Ok(Rendered {
         stdout,
         result,
+        ..Rendered::default()
+    })
+}
+
+/// `uninstall`: a line when it finished what an earlier process began
+/// (the observer hears the rest).
+pub(crate) fn uninstall(client: &Client, observer: &mut dyn Observer) -> Result<Rendered> {
+    let outcome = client.uninstall(observer)?;
+    if outcome == UninstallOutcome::FinishedEarlier {
+        return Ok(Rendered::line(
+            format!(
+                "finished uninstalling upkeep from {}; only {} is left",
+                client.root().display(),
+                upkeep_core::lifecycle::LOG_FILE
+            ),
+            json!({"finished_earlier": true}),
+        ));
+    }
+    Ok(Rendered {
+        result: json!({"finished_earlier": false}),
         ..Rendered::default()
     })
 }

@@ -458,6 +458,7 @@ fn run_op(client: &Client, request: Request, relay: &mut Relay<UnixStream>) -> R
         }
         Request::Rollback { app } => ops::rollback(client, &app, relay),
         Request::Remove { app } => ops::remove(client, &app, relay),
+        Request::Uninstall {} => ops::uninstall(client, relay),
         other => anyhow::bail!("{} is not an operation of its own", other.name()),
     }
 }

@@ -57,6 +57,9 @@ pub enum Request {
         /// The app.
         app: String,
     },
+    /// Remove upkeep from the state root (`upkeep uninstall`); the daemon
+    /// leaves with it.
+    Uninstall {},
     /// Cancel the state-changing operation in flight.
     Cancel {},
 }
@@ -126,6 +129,7 @@ impl Request {
             Request::Register { .. } => "register",
             Request::Rollback { .. } => "rollback",
             Request::Remove { .. } => "remove",
+            Request::Uninstall {} => "uninstall",
             Request::Cancel {} => "cancel",
         }
     }
@@ -135,9 +139,10 @@ impl Request {
         match self {
             Request::Ping {} | Request::Status { .. } | Request::Cancel {} => Access::Read,
             Request::Wake { .. } | Request::Update { .. } => Access::Update,
-            Request::Register { .. } | Request::Rollback { .. } | Request::Remove { .. } => {
-                Access::Admin
-            }
+            Request::Register { .. }
+            | Request::Rollback { .. }
+            | Request::Remove { .. }
+            | Request::Uninstall {} => Access::Admin,
         }
     }
 
@@ -258,6 +263,7 @@ mod tests {
             },
             Request::Rollback { app: "a".into() },
             Request::Remove { app: "a".into() },
+            Request::Uninstall {},
             Request::Cancel {},
         ] {
             let line = serde_json::to_vec(&request.to_json()).unwrap();
