@@ -593,7 +593,18 @@ fn a_socket_from_the_service_manager_is_served_and_the_daemon_exits_when_idle() 
     ];
     let mut d = m.launch(&wrapper, &[], "activate.log");
     d.wait_for(&socket);
-    let answer = exchange(&m.socket(), b"{\"op\":\"ping\"}\n").unwrap();
+    // The file is there from the manager's bind, a moment before it listens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        match exchange(&m.socket(), b"{\"op\":\"ping\"}\n") {
+            Ok(answer) => break answer,
+            Err(e) if Instant::now() < deadline => {
+                assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("the manager never listened: {e}: {}", d.stderr()),
+        }
+    };
     assert_eq!(answer["ok"], true, "{answer}");
     assert_eq!(answer["pid"], d.child.id(), "{answer}");
     let status = expect_ok(&m.cli(&["status"]));
