@@ -357,8 +357,9 @@ fn hostile_frames_and_vanishing_clients_change_nothing_and_the_daemon_serves_on(
     let started = Instant::now();
     let answer = exchange(&socket, b"{\"op\":\"ping\"}\n").unwrap();
     assert_eq!(answer["ok"], true, "{answer}");
+    // (Served one at a time, it would wait out the silent one's 5 s.)
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(4),
         "{:?}",
         started.elapsed()
     );
