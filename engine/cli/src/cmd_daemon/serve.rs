@@ -209,40 +209,50 @@ pub(super) fn refuse_busy(mut stream: UnixStream) {
     );
 }
 
-/// Serves one connection: who, what, whether they may, the answer.
-/// Failures are the client's problem and only traced.
-pub(super) fn serve(d: &Daemon, stream: UnixStream) {
+/// Reads a connection's request line and who sent it; answers and ends
+/// the connection itself when there is none, it is too long, or the
+/// caller's credentials cannot be read (`service` names the endpoint in
+/// the log).
+fn receive(d: &Daemon, stream: UnixStream, service: &str) -> Option<(Peer, LineReader, Vec<u8>)> {
     let setup = stream
         .set_nonblocking(false)
         .and_then(|()| stream.set_write_timeout(Some(CLIENT_TIMEOUT)));
     if let Err(e) = setup {
         tracing::warn!(error = %e, "cannot set up a connection");
-        return;
+        return None;
     }
     let peer = Peer::of(&stream);
     let mut reader = LineReader::new(stream);
     let deadline = Some(Instant::now() + CLIENT_TIMEOUT);
     let line = match reader.read_line(ipc::MAX_REQUEST, deadline) {
-        Ok(None) => return,
+        Ok(None) => return None,
         Ok(Some(line)) => line,
         Err(e @ LineError::TooLong(_)) => {
             send(&mut reader, &refuse(format!("request refused: {e}")));
-            return;
+            return None;
         }
         Err(e) => {
             tracing::debug!(error = %e, "a client sent no request");
             send(&mut reader, &refuse(format!("no request: {e}")));
-            return;
+            return None;
         }
     };
-    let peer = match peer {
-        Ok(p) => p,
+    match peer {
+        Ok(p) => Some((p, reader, line)),
         Err(e) => {
             let why = format!("refused: cannot read the caller's credentials: {e}");
-            log(&d.root, &format!("daemon {}: {why}", d.own));
+            log(&d.root, &format!("daemon {}{service}: {why}", d.own));
             send(&mut reader, &refuse(why));
-            return;
+            None
         }
+    }
+}
+
+/// Serves one connection: who, what, whether they may, the answer.
+/// Failures are the client's problem and only traced.
+pub(super) fn serve(d: &Daemon, stream: UnixStream) {
+    let Some((peer, mut reader, line)) = receive(d, stream, "") else {
+        return;
     };
     let request = match parse_request(&line) {
         Ok(r) => r,
@@ -269,20 +279,8 @@ pub(super) fn serve(d: &Daemon, stream: UnixStream) {
 /// Serves one connection of UpdateServiceInternal: this version's own
 /// binary, as this uid, may ping it and have it run its lifecycle step.
 pub(super) fn serve_internal(d: &Daemon, stream: UnixStream) {
-    if let Err(e) = stream.set_write_timeout(Some(CLIENT_TIMEOUT)) {
-        tracing::warn!(error = %e, "cannot set up a connection");
+    let Some((peer, mut reader, line)) = receive(d, stream, " (internal)") else {
         return;
-    }
-    let peer = Peer::of(&stream);
-    let mut reader = LineReader::new(stream);
-    let deadline = Some(Instant::now() + CLIENT_TIMEOUT);
-    let line = match reader.read_line(ipc::MAX_REQUEST, deadline) {
-        Ok(Some(line)) => line,
-        Ok(None) => return,
-        Err(e) => {
-            send(&mut reader, &refuse(format!("request refused: {e}")));
-            return;
-        }
     };
     let request = match ipc::parse::<InternalRequest>(&line) {
         Ok(r) => r,
@@ -291,22 +289,14 @@ pub(super) fn serve_internal(d: &Daemon, stream: UnixStream) {
             return;
         }
     };
-    let checked = peer
-        .map_err(|e| format!("refused: cannot read the caller's credentials: {e}"))
-        .and_then(|p| {
-            d.policy
-                .check_internal(&p, ipc::Op::name(&request), &d.exe)
-                .map(|()| p)
-                .map_err(|r| r.to_string())
-        });
-    let peer = match checked {
-        Ok(p) => p,
-        Err(why) => {
-            log(&d.root, &format!("daemon {} (internal): {why}", d.own));
-            send(&mut reader, &refuse(why));
-            return;
-        }
-    };
+    if let Err(refusal) = d
+        .policy
+        .check_internal(&peer, ipc::Op::name(&request), &d.exe)
+    {
+        log(&d.root, &format!("daemon {} (internal): {refusal}", d.own));
+        send(&mut reader, &refuse(refusal));
+        return;
+    }
     let reply = match request {
         InternalRequest::Ping {} => json!({
             "ok": true, "version": d.own.to_string(), "pid": d.pid,
@@ -315,19 +305,7 @@ pub(super) fn serve_internal(d: &Daemon, stream: UnixStream) {
         InternalRequest::Run {} => {
             let _writer = lock(&d.writer);
             let result = wake(d, false, false);
-            log(
-                &d.root,
-                &format!(
-                    "run served over internal IPC by {} (pid {}): {} (uid {})",
-                    d.own,
-                    d.pid,
-                    match &result {
-                        Ok((code, _)) => format!("exit {code}"),
-                        Err(e) => format!("failed: {e:#}"),
-                    },
-                    peer.uid
-                ),
-            );
+            log_served(d, "run served over internal IPC", &result, peer.uid);
             match result {
                 Ok((_, reply)) => reply,
                 Err(e) => refuse(format!("{e:#}")),
@@ -338,6 +316,18 @@ pub(super) fn serve_internal(d: &Daemon, stream: UnixStream) {
     if let Some(why) = super::listen::unwanted(&d.root, &d.own, d.serves_update_service()) {
         d.stop(why);
     }
+}
+
+/// `<what> by <v> (pid N): exit C (uid U)` (or `failed: …`) in the log.
+fn log_served(d: &Daemon, what: &str, result: &Result<(i32, Value)>, uid: u32) {
+    let how = match result {
+        Ok((code, _)) => format!("exit {code}"),
+        Err(e) => format!("failed: {e:#}"),
+    };
+    log(
+        &d.root,
+        &format!("{what} by {} (pid {}): {how} (uid {uid})", d.own, d.pid),
+    );
 }
 
 fn send(reader: &mut LineReader, value: &Value) {
@@ -412,19 +402,7 @@ fn exclusive(d: &Daemon, peer: &Peer, request: Request, reader: &mut LineReader)
             .map(|r| (r.code as i32, answer(&r))),
     };
     *lock(&d.running) = None;
-    log(
-        &d.root,
-        &format!(
-            "{op} served over IPC by {} (pid {}): {} (uid {})",
-            d.own,
-            d.pid,
-            match &result {
-                Ok((code, _)) => format!("exit {code}"),
-                Err(e) => format!("failed: {e:#}"),
-            },
-            peer.uid
-        ),
-    );
+    log_served(d, &format!("{op} served over IPC"), &result, peer.uid);
     if let Some(why) = super::listen::unwanted(&d.root, &d.own, d.serves_update_service()) {
         d.stop(why);
     }
