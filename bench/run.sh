@@ -6,7 +6,9 @@
 #                         daemon and its IPC path (bench/ipc.sh)
 #   bench/run.sh --all    also the end-to-end update of a 256 MiB payload
 #                         (bench/update_256mib.sh; a few minutes, ~1 GiB of
-#                         temporary disk)
+#                         temporary disk) and the reference server's update
+#                         checks against nginx (bench/server_throughput.sh;
+#                         about two minutes, installs wrk and nginx if needed)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -24,4 +26,5 @@ cargo bench -p upkeep-plugin-host --bench plugin_call
 bench/ipc.sh
 if $all; then
     bench/update_256mib.sh
+    bench/server_throughput.sh
 fi

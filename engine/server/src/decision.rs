@@ -10,8 +10,9 @@
 //!
 //! The decision uses the request and the catalog only (no server state):
 //! the newest release of the app (id compared case-insensitively) on the
-//! request's channel (`ap`; missing or empty means releases with an empty
-//! channel), newer than the request's version (or equal with
+//! request's channel (`ap`; where it is missing, the `cohorthint`, as
+//! Fuchsia's client names its channel there; neither, or an empty one, means
+//! releases with an empty channel), newer than the request's version (or equal with
 //! `sameversionupdate`), matching `targetversionprefix` by whole
 //! components; `updatedisabled` always yields `noupdate`.
 
@@ -210,7 +211,11 @@ impl Catalog {
             return Decision::NoUpdate;
         }
         let current = app.parsed_version();
-        let channel = app.ap.as_deref().unwrap_or("");
+        let channel = app
+            .ap
+            .as_deref()
+            .or(app.cohort.cohorthint.as_deref())
+            .unwrap_or("");
         self.releases
             .iter()
             .filter(|r| r.app.eq_ignore_ascii_case(id) && r.channel == channel)
@@ -298,6 +303,19 @@ mod tests {
         assert_eq!(offered(&c, &a), None);
         a.ap = Some(String::new());
         assert_eq!(offered(&c, &a).as_deref(), Some("1.2.34"));
+    }
+
+    #[test]
+    fn the_cohort_hint_names_the_channel_where_ap_is_absent() {
+        let c = catalog();
+        let mut a = ask("{ABC}", "1.0");
+        a.cohort.cohorthint = Some("beta".into());
+        assert_eq!(offered(&c, &a).as_deref(), Some("2.0"));
+        // `ap` wins, even an empty one.
+        a.ap = Some(String::new());
+        assert_eq!(offered(&c, &a).as_deref(), Some("1.2.34"));
+        a.ap = Some("nightly".into());
+        assert_eq!(offered(&c, &a), None);
     }
 
     #[test]

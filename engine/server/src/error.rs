@@ -22,10 +22,14 @@ pub enum ServerError {
     Tuf(#[from] TufError),
     /// A CUP key could not be loaded or a response could not be signed.
     #[error("CUP: {0}")]
-    Cup(#[from] CupError),
+    Cup(CupError),
     /// The event store failed.
     #[error("event store: {0}")]
     Store(String),
+    /// The thread that commits events has stopped (the server is shutting
+    /// down, or the writer panicked): nothing was stored.
+    #[error("event store: the event writer has stopped")]
+    WriterStopped,
     /// `repo.toml` is missing or malformed.
     #[error("{}: {reason}", path.display())]
     Settings {
@@ -190,6 +194,12 @@ impl ServerError {
             path: path.into(),
             reason: reason.to_string(),
         }
+    }
+}
+
+impl From<CupError> for ServerError {
+    fn from(e: CupError) -> Self {
+        ServerError::Cup(e)
     }
 }
 

@@ -44,7 +44,8 @@ pub struct EventRecord {
     pub session_id: String,
     /// The request's `requestid`.
     pub request_id: String,
-    /// The protocol the request spoke (`3.0`, `3.1`, `4.0`).
+    /// The protocol label the request carried (`3.0`, `3.1`, `4.0`; `3.0`
+    /// also for Fuchsia's 3.1 JSON).
     pub protocol: String,
     /// Further fields: the ping's `active`, `a`, `r`, `ad`, `rd`; other
     /// event attributes.
@@ -69,7 +70,7 @@ pub fn records_of(request: &Request, received_at: &str) -> Vec<EventRecord> {
             next_version: None,
             session_id: request.sessionid.clone(),
             request_id: request.requestid.clone(),
-            protocol: request.protocol.version().to_owned(),
+            protocol: request.flavor.label(request.protocol).to_owned(),
             detail: serde_json::Value::Null,
         };
         if let Some(ping) = &app.ping {

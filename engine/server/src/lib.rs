@@ -12,7 +12,8 @@
 //! * [`decision`] reads releases from the signed targets metadata and
 //!   answers an Omaha update check from the request alone.
 //! * [`events`] stores the pings and events clients send ([`EventStore`],
-//!   SQLite by default).
+//!   SQLite by default); [`group_commit`] groups the commits of concurrent
+//!   requests into one transaction and one flush.
 //! * [`http`] is the reference Omaha server: update checks in 3.0 XML,
 //!   3.1 and 4.0 JSON with CUP signatures, and the repository's files with
 //!   single-range support ([`files`]).
@@ -28,6 +29,7 @@ pub mod error;
 pub mod events;
 pub mod files;
 pub mod graph;
+pub mod group_commit;
 pub mod http;
 pub mod keys;
 pub mod publish;
@@ -37,3 +39,4 @@ mod testutil;
 
 pub use error::ServerError;
 pub use events::{EventRecord, EventStore, SqliteEventStore};
+pub use group_commit::{GroupCommit, GroupCommitOptions};
