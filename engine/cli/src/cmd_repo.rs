@@ -13,6 +13,7 @@ use upkeep_server::delegation::{DelegateOptions, RoleKeysChanged};
 use upkeep_server::events::{EventStore, SqliteEventStore};
 use upkeep_server::http::{ServeOptions, serve_blocking};
 use upkeep_server::repo::{InitOptions, NewRelease, Repo};
+use upkeep_server::rollout::Rollouts;
 
 /// Options of `upkeep repo`.
 #[derive(Debug, Args)]
@@ -42,8 +43,8 @@ enum RepoAction {
     /// failure leaves the published metadata as it was.
     #[command(disable_version_flag = true)]
     Add(AddArgs),
-    /// List the published releases: apps, versions, channels, files with
-    /// sizes and SHA-256.
+    /// List the published releases: apps, versions, channels, rollouts,
+    /// files with sizes and SHA-256.
     List(ListArgs),
     /// Run the reference update server (Omaha 3.0 XML, 3.1 and 4.0 JSON with
     /// CUP signatures; the repository's files) until SIGINT or SIGTERM.
@@ -53,6 +54,22 @@ enum RepoAction {
     Serve(ServeArgs),
     /// Print the pings and events clients sent to the server.
     Events(EventsArgs),
+    /// Stage a release: offer it to a share of the machines (--percent),
+    /// pause or resume its rollout, or print where it stands.
+    ///
+    /// Every machine has a stable bucket per app (kept by the client as its
+    /// Omaha cohort), so raising the percentage only adds machines, and
+    /// every server instance sharing DIR places a machine alike. Machines
+    /// outside the share are offered the newest release below it that is
+    /// offered to them. The state is DIR/rollouts.json; servers pick up a
+    /// change with their next request.
+    #[command(disable_version_flag = true)]
+    Rollout(crate::cmd_rollout::RolloutArgs),
+    /// Pull a bad release: it is offered to no machine from now on, and
+    /// machines that have it are offered the newest good release below it
+    /// when their update check allows a rollback (rollback_allowed).
+    #[command(disable_version_flag = true)]
+    Pull(crate::cmd_rollout::PullArgs),
     /// Re-sign snapshot and timestamp with fresh expiry dates (run it
     /// regularly, e.g. daily, where the online keys are).
     ///
@@ -326,6 +343,8 @@ pub fn run(args: RepoArgs) -> Result<()> {
         RepoAction::List(a) => list(a),
         RepoAction::Serve(a) => serve(a),
         RepoAction::Events(a) => events(a),
+        RepoAction::Rollout(a) => crate::cmd_rollout::rollout(a),
+        RepoAction::Pull(a) => crate::cmd_rollout::pull(a),
         RepoAction::Refresh(a) => {
             let repo = open(&a.dir)?;
             let p = match &a.role {
@@ -553,10 +572,16 @@ fn add(a: AddArgs) -> Result<()> {
 fn list(a: ListArgs) -> Result<()> {
     let repo = open(&a.dir)?;
     let catalog = repo.catalog().context("reading the targets metadata")?;
+    let rollouts = Rollouts::load(repo.dir()).context("reading the rollout state")?;
     let mut out = std::io::stdout().lock();
     if a.json {
-        let text = serde_json::to_string_pretty(catalog.releases())?;
-        writeln!(out, "{text}")?;
+        let mut releases = Vec::new();
+        for r in catalog.releases() {
+            let mut v = serde_json::to_value(r)?;
+            v["rollout"] = serde_json::to_value(rollouts.stage(&r.app, &r.version))?;
+            releases.push(v);
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&releases)?)?;
         return Ok(());
     }
     if catalog.releases().is_empty() {
@@ -569,6 +594,9 @@ fn list(a: ListArgs) -> Result<()> {
             &r.channel
         };
         write!(out, "{} {}  channel {channel}", r.app, r.version)?;
+        if let Some(stage) = rollouts.stage(&r.app, &r.version) {
+            write!(out, "  rollout {}", stage.describe())?;
+        }
         if !r.installer_args.is_empty() {
             write!(out, "  installer args {:?}", r.installer_args)?;
         }

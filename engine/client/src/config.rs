@@ -95,6 +95,9 @@ struct ConfigFile {
     check_interval_minutes: Option<u64>,
     /// The most events the outbox keeps undelivered (default 1000).
     outbox_cap: Option<usize>,
+    /// Whether apps may be offered an older version (default false).
+    #[serde(default)]
+    rollback_allowed: bool,
     updater: Option<UpdaterConfigFile>,
     qualification: Option<QualificationConfigFile>,
     #[serde(default)]
@@ -218,6 +221,10 @@ pub struct Config {
     /// The most events the outbox keeps undelivered; beyond it the oldest
     /// are dropped with a warning.
     pub outbox_cap: usize,
+    /// Whether the server may offer an app an older version than it has
+    /// (Omaha's `rollback_allowed`: the server does so for a release it
+    /// pulled). upkeep's own app is never downgraded.
+    pub rollback_allowed: bool,
     /// `[updater]`: how upkeep updates itself.
     pub updater: Option<SelfUpdateConfig>,
     /// `[qualification]`: what a new updater version must pass.
@@ -327,6 +334,7 @@ impl Config {
                     .saturating_mul(60),
             ),
             outbox_cap: file.outbox_cap.unwrap_or(upkeep_core::outbox::DEFAULT_CAP),
+            rollback_allowed: file.rollback_allowed,
             updater,
             qualification,
             service: ServiceConfig {

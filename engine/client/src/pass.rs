@@ -269,6 +269,16 @@ pub(crate) fn check_and_apply(
     })
 }
 
+/// Whether `id` may be offered an older version: when the configuration
+/// says so (`rollback_allowed`), never for upkeep itself.
+fn allows_rollback(config: &Config, id: &str) -> bool {
+    config.rollback_allowed
+        && config
+            .updater
+            .as_ref()
+            .is_none_or(|u| !u.app.eq_ignore_ascii_case(id))
+}
+
 /// The update check request for `ids`: versions, channel, cohort, ping
 /// days, and install data for first installs that ask for it; the
 /// outbox's waiting events ride along.
@@ -294,6 +304,9 @@ fn build_request(
         app.cohort = record.cohort.clone();
         app.installdate = Some(record.days.install_date_to_send());
         app.ping = Some(record.days.ping(None));
+        if allows_rollback(config, id) {
+            app.updatecheck.get_or_insert_default().rollback_allowed = true;
+        }
         if let Some(index) = install_data_wanted(record) {
             app.data.push(DataRequest {
                 name: INSTALL_DATA.to_owned(),
@@ -417,10 +430,15 @@ impl<'a> Run<'a, '_> {
         let next = check.next_version.clone();
         let result = match &next {
             None => Err(UpdateError::NoVersion),
-            Some(v) if *v <= record.version => Err(UpdateError::NotNewer {
-                offered: v.clone(),
-                installed: record.version.clone(),
-            }),
+            Some(v)
+                if *v == record.version
+                    || (*v < record.version && !allows_rollback(self.env.config, id)) =>
+            {
+                Err(UpdateError::NotNewer {
+                    offered: v.clone(),
+                    installed: record.version.clone(),
+                })
+            }
             Some(_) if self.env.cancel.is_cancelled() => Err(UpdateError::Cancelled),
             Some(v) => {
                 let data = installer_data(id, &record, app, self.observer);

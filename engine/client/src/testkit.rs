@@ -152,6 +152,7 @@ impl FakeServer {
             download: DownloadOptions::default(),
             check_interval: Duration::from_secs(300 * 60),
             outbox_cap: upkeep_core::outbox::DEFAULT_CAP,
+            rollback_allowed: false,
             updater: None,
             qualification: None,
             service: crate::config::ServiceConfig::default(),

@@ -14,7 +14,9 @@
 //! Fuchsia's client names its channel there; neither, or an empty one, means
 //! releases with an empty channel), newer than the request's version (or equal with
 //! `sameversionupdate`), matching `targetversionprefix` by whole
-//! components; `updatedisabled` always yields `noupdate`.
+//! components; `updatedisabled` always yields `noupdate`. Staged rollouts
+//! ([`crate::rollout`]) narrow it to the releases offered to the machine's
+//! bucket, and offer the machines of a pulled release an older one.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +24,8 @@ use serde::Serialize;
 use upkeep_core::omaha::RequestApp;
 use upkeep_core::tuf::metadata::{TargetFile, Targets};
 use upkeep_core::version::Version;
+
+use crate::rollout::{Bucket, Rollouts};
 
 /// The first component of every release target path.
 pub const APPS_DIR: &str = "apps";
@@ -199,9 +203,15 @@ impl Catalog {
         .map(String::as_str)
     }
 
-    /// The answer to `app`'s update check. A request version that does not
-    /// parse (an install sends an empty one) counts as 0.
-    pub fn decide(&self, app: &RequestApp) -> Decision<'_> {
+    /// The answer to `app`'s update check from a machine in `bucket`, under
+    /// the repository's `rollouts`. A request version that does not parse
+    /// (an install sends an empty one) counts as 0.
+    ///
+    /// Of the releases on the request's channel matching its prefix and
+    /// offered to the bucket, the newest newer one; when there is none and
+    /// the machine's own version was pulled, the newest below it if the
+    /// request allows a rollback (`rollback_allowed`).
+    pub fn decide(&self, app: &RequestApp, rollouts: &Rollouts, bucket: Bucket) -> Decision<'_> {
         let id = app.appid.as_str();
         if !self.knows_app(id) {
             return Decision::UnknownApplication;
@@ -216,23 +226,37 @@ impl Catalog {
             .as_deref()
             .or(app.cohort.cohorthint.as_deref())
             .unwrap_or("");
-        self.releases
-            .iter()
-            .filter(|r| r.app.eq_ignore_ascii_case(id) && r.channel == channel)
+        let offered = || {
+            self.releases
+                .iter()
+                .filter(|r| r.app.eq_ignore_ascii_case(id) && r.channel == channel)
+                .filter(|r| check.allows(&r.version))
+                .filter(|r| rollouts.offers(&r.app, &r.version, bucket))
+        };
+        let newer = offered()
             .filter(|r| {
                 current
                     .as_ref()
                     .is_none_or(|c| r.version > *c || (check.sameversionupdate && r.version == *c))
             })
-            .filter(|r| check.allows(&r.version))
-            .max_by(|a, b| a.version.cmp(&b.version))
-            .map_or(Decision::NoUpdate, Decision::Update)
+            .max_by(|a, b| a.version.cmp(&b.version));
+        if let Some(release) = newer {
+            return Decision::Update(release);
+        }
+        match &current {
+            Some(c) if check.rollback_allowed && rollouts.is_pulled(id, c) => offered()
+                .filter(|r| r.version < *c)
+                .max_by(|a, b| a.version.cmp(&b.version))
+                .map_or(Decision::NoUpdate, Decision::Update),
+            _ => Decision::NoUpdate,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rollout::Change;
     use upkeep_core::omaha::UpdateCheckRequest;
 
     fn release(app: &str, version: &str, channel: &str) -> Release {
@@ -269,8 +293,12 @@ mod tests {
         a
     }
 
+    fn any_bucket() -> Bucket {
+        Bucket::random()
+    }
+
     fn offered(c: &Catalog, app: &RequestApp) -> Option<String> {
-        match c.decide(app) {
+        match c.decide(app, &Rollouts::default(), any_bucket()) {
             Decision::Update(r) => Some(r.version.to_string()),
             Decision::NoUpdate => None,
             Decision::UnknownApplication => Some("unknown".into()),
@@ -335,7 +363,10 @@ mod tests {
         let c = catalog();
         let mut a = ask("{ABC}", "1.0");
         a.updatecheck.as_mut().unwrap().updatedisabled = true;
-        assert_eq!(c.decide(&a), Decision::NoUpdate);
+        assert_eq!(
+            c.decide(&a, &Rollouts::default(), any_bucket()),
+            Decision::NoUpdate
+        );
     }
 
     #[test]
@@ -347,12 +378,110 @@ mod tests {
         assert_eq!(offered(&c, &a).as_deref(), Some("5"));
     }
 
+    fn offered_in(c: &Catalog, r: &Rollouts, app: &RequestApp, bucket: u16) -> Option<String> {
+        match c.decide(app, r, Bucket::new(bucket).unwrap()) {
+            Decision::Update(r) => Some(r.version.to_string()),
+            _ => None,
+        }
+    }
+
+    fn stage(r: &mut Rollouts, app: &str, version: &str, change: Change) {
+        r.apply(app, &version.parse().unwrap(), change, "t");
+    }
+
+    #[test]
+    fn a_staged_release_reaches_only_its_buckets_and_others_get_the_one_before() {
+        let c = catalog();
+        let mut r = Rollouts::default();
+        stage(
+            &mut r,
+            "{abc}",
+            "1.2.34",
+            Change::Percent("20".parse().unwrap()),
+        );
+        let a = ask("{ABC}", "1.0");
+        assert_eq!(offered_in(&c, &r, &a, 1999).as_deref(), Some("1.2.34"));
+        assert_eq!(offered_in(&c, &r, &a, 2000).as_deref(), Some("1.2.3.4"));
+        stage(&mut r, "{abc}", "1.2.34", Change::Pause);
+        assert_eq!(offered_in(&c, &r, &a, 0).as_deref(), Some("1.2.3.4"));
+        // A machine already on a paused release keeps it.
+        assert_eq!(offered_in(&c, &r, &ask("{ABC}", "1.2.34"), 0), None);
+    }
+
+    #[test]
+    fn a_pulled_release_is_not_offered_and_its_machines_may_roll_back() {
+        let c = catalog();
+        let mut r = Rollouts::default();
+        stage(&mut r, "{abc}", "1.2.34", Change::Pull);
+        assert_eq!(
+            offered_in(&c, &r, &ask("{ABC}", "1.0"), 0).as_deref(),
+            Some("1.2.3.4")
+        );
+        let mut on_pulled = ask("{ABC}", "1.2.34");
+        assert_eq!(
+            offered_in(&c, &r, &on_pulled, 0),
+            None,
+            "no rollback unless allowed"
+        );
+        on_pulled.updatecheck.as_mut().unwrap().rollback_allowed = true;
+        assert_eq!(
+            offered_in(&c, &r, &on_pulled, 0).as_deref(),
+            Some("1.2.3.4")
+        );
+        // The rollback target must itself be offered to the machine.
+        stage(
+            &mut r,
+            "{abc}",
+            "1.2.3.4",
+            Change::Percent("0".parse().unwrap()),
+        );
+        assert_eq!(offered_in(&c, &r, &on_pulled, 0).as_deref(), Some("1.0"));
+        // A machine on a good release is never offered a downgrade.
+        let mut good = ask("{ABC}", "1.2.3.4");
+        good.updatecheck.as_mut().unwrap().rollback_allowed = true;
+        assert_eq!(offered_in(&c, &r, &good, 0), None);
+        stage(&mut r, "{abc}", "1.2.34", Change::Restore);
+        assert_eq!(offered_in(&c, &r, &on_pulled, 0), None);
+    }
+
+    #[test]
+    fn the_offered_share_matches_the_percentage_over_many_machines() {
+        let c = catalog();
+        let mut r = Rollouts::default();
+        let a = ask("{ABC}", "1.0");
+        let mut reached_before = 0;
+        for p in ["5", "25", "50", "100"] {
+            stage(
+                &mut r,
+                "{abc}",
+                "1.2.34",
+                Change::Percent(p.parse().unwrap()),
+            );
+            let machines: Vec<Bucket> = (0..20_000).map(|_| Bucket::random()).collect();
+            let reached = machines
+                .iter()
+                .filter(|b| matches!(c.decide(&a, &r, **b), Decision::Update(rel) if rel.version.to_string() == "1.2.34"))
+                .count();
+            let expected = 20_000.0 * p.parse::<f64>().unwrap() / 100.0;
+            let sd = (20_000.0 * (expected / 20_000.0) * (1.0 - expected / 20_000.0)).sqrt();
+            assert!(
+                (reached as f64 - expected).abs() <= 5.0 * sd + 1.0,
+                "{p}%: {reached} of 20000 machines"
+            );
+            assert!(reached >= reached_before);
+            reached_before = reached;
+        }
+    }
+
     #[test]
     fn unknown_apps_are_reported() {
         let c = catalog();
-        assert_eq!(c.decide(&ask("{nope}", "1")), Decision::UnknownApplication);
         assert_eq!(
-            Catalog::default().decide(&ask("{ABC}", "1")),
+            c.decide(&ask("{nope}", "1"), &Rollouts::default(), any_bucket()),
+            Decision::UnknownApplication
+        );
+        assert_eq!(
+            Catalog::default().decide(&ask("{ABC}", "1"), &Rollouts::default(), any_bucket()),
             Decision::UnknownApplication
         );
     }

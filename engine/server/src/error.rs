@@ -61,6 +61,28 @@ pub enum ServerError {
         /// The name given.
         name: String,
     },
+    /// A rollout percentage that is not 0 to 100 with at most two decimals.
+    #[error("invalid percentage {given:?}: give 0 to 100, with at most two decimals (12.5)")]
+    InvalidPercent {
+        /// The text given.
+        given: String,
+    },
+    /// `rollouts.json` cannot be used.
+    #[error("{}: {reason}", path.display())]
+    Rollouts {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A rollout or pull names a release that is not published.
+    #[error("no release {app} {version} is published (see `upkeep repo list`)")]
+    UnknownRelease {
+        /// The app id given.
+        app: String,
+        /// The version given.
+        version: String,
+    },
     /// No delegated role of that name is reachable in the repository.
     #[error("no role {role:?} is delegated in this repository (see `upkeep repo roles`)")]
     UnknownRole {

@@ -16,7 +16,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -42,6 +42,8 @@ use crate::files::{self, PathError, RangeRequest};
 use crate::group_commit::{GroupCommit, GroupCommitOptions};
 use crate::keys;
 use crate::repo::{self, Repo};
+use crate::rollout::Bucket;
+use crate::view::{View, Views};
 
 /// The largest request body accepted (larger: 413).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -78,7 +80,7 @@ pub struct ServerState {
     public_url: Option<String>,
     cup: CupServer,
     events: GroupCommit,
-    cache: Mutex<Option<(Vec<u8>, Arc<Catalog>)>>,
+    views: Views,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -128,30 +130,14 @@ impl ServerState {
             public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
             cup,
             events: GroupCommit::start(store, commits)?,
-            cache: Mutex::new(None),
+            views: Views::new(repo.dir(), &repo.metadata_dir()),
         })
     }
 
-    /// The releases of the current signed metadata, re-read whenever
-    /// `timestamp.json` changes.
-    pub fn catalog(&self) -> Result<Arc<Catalog>, ServerError> {
-        let path = self.metadata_dir.join("timestamp.json");
-        let stamp = std::fs::read(&path).map_err(|e| ServerError::io(&path, e))?;
-        if let Ok(cache) = self.cache.lock()
-            && let Some((bytes, catalog)) = cache.as_ref()
-            && *bytes == stamp
-        {
-            return Ok(catalog.clone());
-        }
-        let current = repo::load_current(&self.metadata_dir)?;
-        if current.targets.expires.0 < OffsetDateTime::now_utc() {
-            tracing::warn!("the targets metadata has expired; clients will refuse it");
-        }
-        let catalog = Arc::new(current.catalog());
-        if let Ok(mut cache) = self.cache.lock() {
-            *cache = Some((stamp, catalog.clone()));
-        }
-        Ok(catalog)
+    /// The releases of the current signed metadata and the rollout state,
+    /// re-read whenever they change on disk.
+    pub fn view(&self) -> Result<Arc<View>, ServerError> {
+        self.views.current()
     }
 
     /// Everything of an update check but storing its events: parse, decide,
@@ -211,7 +197,7 @@ impl ServerState {
                 format!("http://{host}")
             }
         };
-        let catalog = self.catalog().map_err(|e| {
+        let view = self.view().map_err(|e| {
             tracing::error!(error = %e, "repository metadata unreadable");
             HttpError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -220,7 +206,7 @@ impl ServerState {
         })?;
         let now = OffsetDateTime::now_utc();
         let records = records_of(&request, &format_time(now));
-        let response = answer(&catalog, &request, &base, now);
+        let response = answer(&view, &request, &base, now);
         let text = response.to_body_in(request.protocol, request.flavor);
         let proof = match cup {
             Some(params) => Some(
@@ -373,14 +359,25 @@ fn data_answer(
     answer
 }
 
-/// The response to `request`, decided from `catalog` alone. `base` is the
+/// The response to `request`, decided from `view` alone. `base` is the
 /// public base URL of the server (no trailing slash).
-pub fn answer(catalog: &Catalog, request: &Request, base: &str, now: OffsetDateTime) -> Response {
+///
+/// Every known app is answered with the cohort naming its rollout bucket:
+/// the one the request sent when this server gave it, else a new one drawn
+/// at random (see [`crate::rollout`]).
+pub fn answer(view: &View, request: &Request, base: &str, now: OffsetDateTime) -> Response {
+    let catalog = &view.catalog;
     let mut response = Response::new(request.protocol);
     response.server = Some(SERVER_NAME.into());
     response.daystart = daystart(now);
     for asked in &request.apps {
-        let decision = catalog.decide(asked);
+        let bucket = asked
+            .cohort
+            .cohort
+            .as_deref()
+            .and_then(Bucket::from_cohort)
+            .unwrap_or_else(Bucket::random);
+        let decision = catalog.decide(asked, &view.rollouts, bucket);
         let mut app = App::new(asked.appid.clone(), AppStatus::Ok);
         app.cohort = asked.cohort.clone();
         if asked.ping.is_some() {
@@ -400,6 +397,7 @@ pub fn answer(catalog: &Catalog, request: &Request, base: &str, now: OffsetDateT
             Decision::Update(release) => app.updatecheck = Some(update_check(release, base)),
         }
         if app.status == AppStatus::Ok {
+            app.cohort.cohort = Some(bucket.cohort());
             let offered = match decision {
                 Decision::Update(release) if asked.updatecheck.is_some() => Some(release),
                 _ => None,
@@ -689,6 +687,13 @@ mod tests {
         }])
     }
 
+    fn view() -> View {
+        View {
+            catalog: catalog(),
+            rollouts: crate::rollout::Rollouts::default(),
+        }
+    }
+
     fn request(protocol: &str) -> Request {
         let apps = r#"[{"appid":"{abc}","version":"1.0","cohort":"1:a","updatecheck":{},"ping":{"r":1}},
                       {"appid":"{ABC}","version":"2.0","updatecheck":{}},
@@ -704,7 +709,7 @@ mod tests {
     #[test]
     fn many_apps_in_one_answer_3_1() {
         let now = OffsetDateTime::now_utc();
-        let r = answer(&catalog(), &request("3.1"), "http://h:1", now);
+        let r = answer(&view(), &request("3.1"), "http://h:1", now);
         let parsed =
             parse_response(r.to_body(Protocol::Json31).as_bytes(), Protocol::Json31).unwrap();
         assert!(parsed.app_errors.is_empty(), "{:?}", parsed.app_errors);
@@ -712,7 +717,9 @@ mod tests {
         let first = &parsed.apps[0];
         assert_eq!(first.appid.as_str(), "{abc}");
         assert_eq!(first.result_status(), "ok");
-        assert_eq!(first.cohort.cohort.as_deref(), Some("1:a"));
+        // A cohort this server did not give is replaced by a bucket's.
+        let cohort = first.cohort.cohort.as_deref().unwrap();
+        assert!(Bucket::from_cohort(cohort).is_some(), "{cohort}");
         let uc = first.updatecheck.as_ref().unwrap();
         assert_eq!(uc.urls, ["http://h:1/targets/apps/%7Babc%7D/2.0/"]);
         let m = uc.manifest.as_ref().unwrap();
@@ -732,6 +739,41 @@ mod tests {
     }
 
     #[test]
+    fn a_machine_keeps_its_bucket_and_a_staged_release_follows_it() {
+        use crate::rollout::{Change, Rollouts};
+        let now = OffsetDateTime::now_utc();
+        let mut rollouts = Rollouts::default();
+        rollouts.apply(
+            "{abc}",
+            &"2.0".parse().unwrap(),
+            Change::Percent("50".parse().unwrap()),
+            "t",
+        );
+        let v = View {
+            catalog: catalog(),
+            rollouts,
+        };
+        for (cohort, offered) in [("1:b4999:", true), ("1:b5000:", false)] {
+            let body = format!(
+                r#"{{"request":{{"protocol":"3.1","sessionid":"{{s}}","requestid":"{{r}}","app":[
+                   {{"appid":"{{abc}}","version":"1.0","cohort":"{cohort}","cohortname":"n","updatecheck":{{}}}}]}}}}"#
+            );
+            let request = parse_request(body.as_bytes(), None).unwrap();
+            for _ in 0..3 {
+                let r = answer(&v, &request, "http://h:1", now);
+                let parsed =
+                    parse_response(r.to_body(Protocol::Json31).as_bytes(), Protocol::Json31)
+                        .unwrap();
+                let app = &parsed.apps[0];
+                assert_eq!(app.cohort.cohort.as_deref(), Some(cohort));
+                assert_eq!(app.cohort.cohortname.as_deref(), Some("n"));
+                let status = if offered { "ok" } else { "noupdate" };
+                assert_eq!(app.result_status(), status, "{cohort}");
+            }
+        }
+    }
+
+    #[test]
     fn every_event_is_acknowledged_in_3_1_and_4_0() {
         let now = OffsetDateTime::now_utc();
         for (protocol, dialect, key) in [
@@ -745,7 +787,7 @@ mod tests {
                    {{"appid":"nobody","version":"1.0","{events}":[{{"eventtype":4,"eventresult":1}},{{"eventtype":2,"eventresult":0}}]}}]}}}}"#
             );
             let request = parse_request(body.as_bytes(), None).unwrap();
-            let r = answer(&catalog(), &request, "http://h:1", now);
+            let r = answer(&view(), &request, "http://h:1", now);
             let parsed = parse_response(r.to_body(dialect).as_bytes(), dialect).unwrap();
             assert_eq!(parsed.apps[0].event_statuses, ["ok"], "{protocol}");
             // An app the server does not know: its events are stored and
@@ -757,7 +799,7 @@ mod tests {
     #[test]
     fn the_4_0_answer_has_a_download_and_run_pipeline() {
         let now = OffsetDateTime::now_utc();
-        let r = answer(&catalog(), &request("4.0"), "http://h:1/", now);
+        let r = answer(&view(), &request("4.0"), "http://h:1/", now);
         let parsed =
             parse_response(r.to_body(Protocol::Json40).as_bytes(), Protocol::Json40).unwrap();
         assert!(parsed.app_errors.is_empty(), "{:?}", parsed.app_errors);
@@ -790,7 +832,7 @@ mod tests {
                       "data":[{{"name":"install","index":"en"}}]}}]}}}}"#
             );
             let request = parse_request(body.as_bytes(), None).unwrap();
-            let r = answer(&catalog(), &request, "http://h:1", now);
+            let r = answer(&view(), &request, "http://h:1", now);
             let parsed = parse_response(r.to_body(dialect).as_bytes(), dialect).unwrap();
             assert!(parsed.app_errors.is_empty(), "{:?}", parsed.app_errors);
             let data = &parsed.apps[0].data;

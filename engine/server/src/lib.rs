@@ -34,8 +34,10 @@ pub mod http;
 pub mod keys;
 pub mod publish;
 pub mod repo;
+pub mod rollout;
 #[cfg(test)]
 mod testutil;
+pub mod view;
 
 pub use error::ServerError;
 pub use events::{EventRecord, EventStore, SqliteEventStore};

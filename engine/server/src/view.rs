@@ -1,0 +1,116 @@
+//! What a server instance decides from: the releases of the current signed
+//! metadata and the repository's rollout state, re-read when either
+//! changes on disk (a `repo add`, `repo rollout` or `repo pull`, by this
+//! process or any other sharing the directory).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use time::OffsetDateTime;
+
+use crate::decision::Catalog;
+use crate::error::ServerError;
+use crate::repo;
+use crate::rollout::{ROLLOUTS_FILE, Rollouts};
+
+/// The releases and the rollouts, as of one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    /// The releases clients would accept.
+    pub catalog: Catalog,
+    /// Who is offered which release.
+    pub rollouts: Rollouts,
+}
+
+/// What identifies the files a view was read from: the bytes of
+/// `timestamp.json` (every publication writes a new one) and the identity
+/// of `rollouts.json` (written by rename: a new inode per change).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    timestamp: Vec<u8>,
+    rollouts: Option<FileId>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+fn file_id(path: &Path) -> Result<Option<FileId>, ServerError> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(FileId {
+            len: m.len(),
+            modified: m.modified().ok(),
+            #[cfg(unix)]
+            inode: std::os::unix::fs::MetadataExt::ino(&m),
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ServerError::io(path, e)),
+    }
+}
+
+/// The current view of a repository, cached while its files are unchanged.
+#[derive(Debug)]
+pub struct Views {
+    dir: PathBuf,
+    metadata_dir: PathBuf,
+    cached: Mutex<Option<(Stamp, Arc<View>)>>,
+}
+
+impl Views {
+    /// Views of the repository in `dir` with its metadata in `metadata_dir`.
+    pub fn new(dir: &Path, metadata_dir: &Path) -> Views {
+        Views {
+            dir: dir.to_path_buf(),
+            metadata_dir: metadata_dir.to_path_buf(),
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The current view. Unreadable metadata is an error; a rollout state
+    /// that cannot be read while an earlier one was is logged and the
+    /// earlier one kept (a hand edit gone wrong does not stop updates).
+    pub fn current(&self) -> Result<Arc<View>, ServerError> {
+        let path = self.metadata_dir.join("timestamp.json");
+        let timestamp = std::fs::read(&path).map_err(|e| ServerError::io(&path, e))?;
+        let stamp = Stamp {
+            timestamp,
+            rollouts: file_id(&self.dir.join(ROLLOUTS_FILE))?,
+        };
+        let previous = match self.cached.lock() {
+            Ok(cache) => cache.clone(),
+            Err(_) => None,
+        };
+        if let Some((seen, view)) = &previous
+            && *seen == stamp
+        {
+            return Ok(view.clone());
+        }
+        let catalog = match &previous {
+            Some((seen, view)) if seen.timestamp == stamp.timestamp => view.catalog.clone(),
+            _ => {
+                let current = repo::load_current(&self.metadata_dir)?;
+                if current.targets.expires.0 < OffsetDateTime::now_utc() {
+                    tracing::warn!("the targets metadata has expired; clients will refuse it");
+                }
+                current.catalog()
+            }
+        };
+        let rollouts = match (Rollouts::load(&self.dir), &previous) {
+            (Ok(r), _) => r,
+            (Err(e), Some((_, view))) => {
+                tracing::error!(error = %e, "rollout state unreadable; the last one read stays");
+                view.rollouts.clone()
+            }
+            (Err(e), None) => return Err(e),
+        };
+        let view = Arc::new(View { catalog, rollouts });
+        if let Ok(mut cache) = self.cached.lock() {
+            *cache = Some((stamp, view.clone()));
+        }
+        Ok(view)
+    }
+}
