@@ -29,6 +29,10 @@ fn the_demo_installs_updates_and_reports() {
         "/machine/apps/hello/current/bin/hello -> versions/2.0",
         "1.0 is kept in versions/1.0 for `upkeep rollback`: yes",
         "update served over IPC by",
+        "org.example.hello 3.0: offered to ",
+        "so the share leaves it out",
+        "the app says: hello from org.example.hello 3.0",
+        "the app says: hello from org.example.hello 2.0 (rolled back",
         "exits: asked to stop (SIGTERM)",
         "demo complete",
     ] {

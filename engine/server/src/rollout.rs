@@ -363,7 +363,8 @@ pub fn change_published(
             version: version.to_string(),
         });
     }
-    let now = upkeep_core::tuf::metadata::format_time(time::OffsetDateTime::now_utc());
+    let now = time::OffsetDateTime::now_utc();
+    let now = upkeep_core::tuf::metadata::format_time(now.replace_nanosecond(0).unwrap_or(now));
     change(repo.dir(), app, version, what, &now)
 }
 

@@ -17,6 +17,8 @@ use clap::Args;
 
 use crate::ExitCode;
 
+mod rollout;
+
 const APP: &str = "org.example.hello";
 
 /// Run the whole update loop on loopback and explain each step.
@@ -397,6 +399,9 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         config.push_str(&rewritten);
         config.push('\n');
     }
+    // The machine accepts an older release when the vendor pulls the one it
+    // has (the rollout steps show it).
+    config.push_str("rollback_allowed = true\n");
     config.push_str(&format!(
         "telemetry = [\"{}\"]\n",
         d.plugins.join("telemetry-jsonl.wasm").display()
@@ -474,6 +479,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
 
     d.step("Nothing newer: the next check changes nothing");
     update(&d)?;
+
+    rollout::run(&mut d, &repo, &state, &install, &update)?;
 
     d.step("What the telemetry sink recorded on the machine");
     let sink = state.join("telemetry/telemetry-jsonl/events.jsonl");
