@@ -50,4 +50,5 @@ pub fn plugin_path(name: &str) -> PathBuf {
         dir.display()
     );
 }
+pub mod nginx;
 pub mod world;

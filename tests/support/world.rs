@@ -107,6 +107,16 @@ impl Served {
     /// Starts the server on `listen`; `Err` when it exits before printing
     /// its address (the port is taken, for instance).
     pub fn start(repo: &Path, listen: &str, log: &Path) -> Result<Served, String> {
+        Served::start_with(repo, listen, log, &[])
+    }
+
+    /// Starts the server on `listen` with more `repo serve` options.
+    pub fn start_with(
+        repo: &Path,
+        listen: &str,
+        log: &Path,
+        extra: &[&str],
+    ) -> Result<Served, String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -116,6 +126,7 @@ impl Served {
             .args(["repo", "serve"])
             .arg(repo)
             .args(["--listen", listen])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
