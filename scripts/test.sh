@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh checkout: installs the plugin
-# toolchain if missing, builds the sample and test plugins from source, then
+# toolchain and the stock servers some tests start (nginx, Chromium) if
+# missing, builds the sample and test plugins from source, then
 # runs every test of the workspace (unit, integration, end-to-end).
 #
 #   scripts/test.sh                 everything
@@ -12,6 +13,9 @@ cd "$root"
 
 echo "==> building plugins (scripts/build-plugins.sh)"
 scripts/build-plugins.sh
+
+echo "==> stock servers the fleet tests start (scripts/install-test-servers.sh)"
+scripts/install-test-servers.sh
 
 echo "==> building the systemd shim library (its loader's tests load it)"
 cargo build --locked -p upkeep-shim-systemd
