@@ -23,6 +23,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod answer;
+pub mod dashboard;
 pub mod decision;
 pub mod delegation;
 pub mod error;

@@ -87,6 +87,46 @@ pub mod service {
     pub const SWITCH: i64 = 13;
 }
 
+/// What `code` in category `category` (an `errorcat` number) means as
+/// upkeep's client reports it, in a few words; `None` for a code upkeep
+/// does not report (an installer plugin's own, another client's).
+pub fn meaning(category: i64, code: i64) -> Option<&'static str> {
+    let text = match (category, code) {
+        (5, check::UNREACHABLE) => "server unreachable",
+        (5, check::HTTP_STATUS) => "update check: HTTP status",
+        (5, check::READ) => "update check: response unreadable",
+        (5, check::CUP) => "response signature (CUP) invalid",
+        (5, check::MALFORMED) => "response malformed",
+        (5, check::APP_MISSING) => "no answer for the app",
+        (5, check::APP_STATUS) => "server answered an error for the app",
+        (5, check::NOT_NEWER) => "offered version not newer",
+        (5, check::BAD_OFFER) => "offer unusable",
+        (1, download::NETWORK) => "download: network",
+        (1, download::HTTP_STATUS) => "download: HTTP status",
+        (1, download::TRUNCATED) => "download truncated",
+        (1, download::ENDLESS_DATA) => "download longer than signed",
+        (1, download::SLOW) => "download too slow",
+        (1, download::HASH) => "download hash mismatch",
+        (1, download::DISK) => "download: disk",
+        (1, download::CONTENT_RANGE) => "download: bad Content-Range",
+        (1, download::NO_URLS) => "no download URL",
+        (1, download::CANCELLED) => "download cancelled",
+        (1, download::TUF_REFRESH) => "TUF metadata refresh failed",
+        (1, download::TUF_TARGET) => "package not in TUF targets",
+        (1, download::DISAGREEMENT) => "response and TUF metadata disagree",
+        (3, install::UPDATER) => "upkeep release not installed",
+        (3, install::POST_INSTALL_CHECK) => "post-install check failed",
+        (4, service::PREFS) => "prefs not written",
+        (4, service::CANCELLED) => "cancelled",
+        (4, service::PLUGIN_LOAD) => "plugin not loaded",
+        (4, service::PLUGIN_CALL) => "plugin call failed",
+        (4, service::INSTALL_DIR) => "install directory not made",
+        (4, service::SWITCH) => "version switch failed",
+        _ => return None,
+    };
+    Some(text)
+}
+
 impl CheckError {
     /// The [`check`] code reporting this error.
     pub fn omaha_code(&self) -> i64 {
@@ -115,5 +155,24 @@ impl DownloadError {
             DownloadError::Disk { .. } => download::DISK,
             DownloadError::Cancelled { .. } => download::CANCELLED,
         }
+    }
+}
+
+#[cfg(test)]
+mod meaning_tests {
+    use super::*;
+
+    #[test]
+    fn codes_upkeep_reports_have_a_meaning_and_others_none() {
+        assert_eq!(meaning(1, download::HASH), Some("download hash mismatch"));
+        assert_eq!(
+            meaning(5, check::NOT_NEWER),
+            Some("offered version not newer")
+        );
+        assert_eq!(meaning(4, service::SWITCH), Some("version switch failed"));
+        // The same number in another category is another code.
+        assert_ne!(meaning(5, 6), meaning(1, 6));
+        assert_eq!(meaning(7, 1), None, "an installer's own code");
+        assert_eq!(meaning(1, 999), None);
     }
 }
