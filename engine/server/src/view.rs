@@ -22,12 +22,13 @@ pub struct View {
     pub rollouts: Rollouts,
 }
 
-/// What identifies the files a view was read from: the bytes of
-/// `timestamp.json` (every publication writes a new one) and the identity
-/// of `rollouts.json` (written by rename: a new inode per change).
+/// What identifies the files a view was read from: the identity of
+/// `timestamp.json` and of `rollouts.json` (both replaced by rename: a new
+/// inode, size and modification time per change), taken with one `stat`
+/// each per request instead of reading them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
-    timestamp: Vec<u8>,
+    timestamp: FileId,
     rollouts: Option<FileId>,
 }
 
@@ -75,7 +76,9 @@ impl Views {
     /// earlier one kept (a hand edit gone wrong does not stop updates).
     pub fn current(&self) -> Result<Arc<View>, ServerError> {
         let path = self.metadata_dir.join("timestamp.json");
-        let timestamp = std::fs::read(&path).map_err(|e| ServerError::io(&path, e))?;
+        let timestamp = file_id(&path)?.ok_or_else(|| {
+            ServerError::io(&path, std::io::Error::from(std::io::ErrorKind::NotFound))
+        })?;
         let stamp = Stamp {
             timestamp,
             rollouts: file_id(&self.dir.join(ROLLOUTS_FILE))?,
