@@ -20,5 +20,8 @@ scripts/install-test-servers.sh
 echo "==> building the systemd shim library (its loader's tests load it)"
 cargo build --locked -p upkeep-shim-systemd
 
+echo "==> PostgreSQL for the event store's tests (scripts/postgres.sh)"
+scripts/postgres.sh install
+
 echo "==> cargo test"
 cargo test --workspace --locked "$@"

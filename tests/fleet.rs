@@ -1,9 +1,12 @@
 //! The reference server as a fleet: stock nginx (from the distribution,
 //! started and stopped by the tests) as the load balancer in front of two
 //! `upkeep repo serve` instances sharing one repository and one event
-//! store, and as the static host of the repository's TUF metadata and
+//! store (a real PostgreSQL cluster, started by the test), and as the
+//! static host of the repository's TUF metadata and
 //! targets while the Omaha endpoint only decides and signs.
 
+#[path = "../engine/server/tests/support/postgres.rs"]
+mod postgres;
 mod support;
 
 use std::collections::BTreeSet;
@@ -117,7 +120,7 @@ fn check(base: &str, version: &str, cohort: &str, session: &str) -> Result<Strin
 }
 
 #[test]
-fn two_instances_behind_nginx_answer_alike_and_keep_one_event_history() {
+fn two_instances_on_one_postgresql_behind_nginx_answer_alike_and_keep_one_history() {
     let w = World::new();
     w.publish(APP, "1.0", &[("app.txt", "one\n")]);
     w.publish(APP, "2.0", &[("app.txt", "two\n")]);
@@ -127,8 +130,10 @@ fn two_instances_behind_nginx_answer_alike_and_keep_one_event_history() {
             .arg(&w.repo)
             .args([APP, "2.0", "--percent", "50"]),
     );
-    let a = Served::start(&w.repo, "127.0.0.1:0", &w.path("a.log")).unwrap();
-    let b = Served::start(&w.repo, "127.0.0.1:0", &w.path("b.log")).unwrap();
+    let pg = postgres::Cluster::start();
+    let events = ["--events", pg.url.as_str()];
+    let a = Served::start_with(&w.repo, "127.0.0.1:0", &w.path("a.log"), &events).unwrap();
+    let b = Served::start_with(&w.repo, "127.0.0.1:0", &w.path("b.log"), &events).unwrap();
     let nginx = Nginx::start(
         &w.path("nginx"),
         &Site {
@@ -174,9 +179,23 @@ fn two_instances_behind_nginx_answer_alike_and_keep_one_event_history() {
     sessions.insert("{late}".to_owned());
 
     // One history: every acknowledged request's event is stored once.
-    let events = w.app_events(APP);
-    let stored: Vec<String> = events
+    let out = run_ok(
+        upkeep()
+            .args(["repo", "events"])
+            .arg(&w.repo)
+            .args(["--json", "--app", APP])
+            .args(events),
+    );
+    let stored: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        !w.repo.join("events.sqlite").exists() || w.app_events(APP).is_empty(),
+        "events went to SQLite, not PostgreSQL"
+    );
+    let stored: Vec<String> = stored
+        .as_array()
+        .unwrap()
         .iter()
+        .filter(|e| e["kind"] == "event")
         .map(|e| e["session_id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(stored.len(), sessions.len() + 1, "{stored:?}");

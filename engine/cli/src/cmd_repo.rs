@@ -9,8 +9,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use upkeep_core::tuf::Signer;
 use upkeep_core::tuf::metadata::TOP_LEVEL_ROLES;
+use upkeep_server::EventsUrl;
 use upkeep_server::delegation::{DelegateOptions, RoleKeysChanged};
-use upkeep_server::events::{EventStore, SqliteEventStore};
+use upkeep_server::events_url::open_store;
 use upkeep_server::http::{ServeOptions, serve_blocking};
 use upkeep_server::repo::{InitOptions, NewRelease, Repo};
 use upkeep_server::rollout::Rollouts;
@@ -70,6 +71,10 @@ enum RepoAction {
     /// when their update check allows a rollback (rollback_allowed).
     #[command(disable_version_flag = true)]
     Pull(crate::cmd_rollout::PullArgs),
+    /// Rollout statistics from the event store: per app and version, the
+    /// machines seen, successful installs and updates, failures by error
+    /// code.
+    Stats(crate::cmd_repo_stats::StatsArgs),
     /// Re-sign snapshot and timestamp with fresh expiry dates (run it
     /// regularly, e.g. daily, where the online keys are).
     ///
@@ -209,6 +214,10 @@ struct ServeArgs {
     /// Where cup.pem is (default: the repository's key directory).
     #[arg(long, value_name = "KEYDIR")]
     keys: Option<PathBuf>,
+    /// The event store: postgres://USER@HOST:PORT/DATABASE (shared by
+    /// several servers) or sqlite:PATH (default: DIR/events.sqlite).
+    #[arg(long, value_name = "URL")]
+    events: Option<EventsUrl>,
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +230,10 @@ struct EventsArgs {
     /// Only events of this app id (case-insensitive).
     #[arg(long, value_name = "ID")]
     app: Option<String>,
+    /// The event store: postgres://USER@HOST:PORT/DATABASE or sqlite:PATH
+    /// (default: DIR/events.sqlite).
+    #[arg(long, value_name = "URL")]
+    events: Option<EventsUrl>,
 }
 
 #[derive(Debug, Args)]
@@ -331,7 +344,7 @@ struct KeygenArgs {
     file: PathBuf,
 }
 
-fn open(dir: &Path) -> Result<Repo> {
+pub(crate) fn open(dir: &Path) -> Result<Repo> {
     Repo::open(dir).with_context(|| format!("opening repository {}", dir.display()))
 }
 
@@ -345,6 +358,7 @@ pub fn run(args: RepoArgs) -> Result<()> {
         RepoAction::Events(a) => events(a),
         RepoAction::Rollout(a) => crate::cmd_rollout::rollout(a),
         RepoAction::Pull(a) => crate::cmd_rollout::pull(a),
+        RepoAction::Stats(a) => crate::cmd_repo_stats::run(a),
         RepoAction::Refresh(a) => {
             let repo = open(&a.dir)?;
             let p = match &a.role {
@@ -622,6 +636,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         listen: a.listen,
         public_url: a.public_url,
         keys_dir: a.keys,
+        events: a.events,
     };
     serve_blocking(&repo, &options, |addr| {
         let mut out = std::io::stdout().lock();
@@ -634,9 +649,10 @@ fn serve(a: ServeArgs) -> Result<()> {
 
 fn events(a: EventsArgs) -> Result<()> {
     let repo = open(&a.dir)?;
-    let path = repo.events_path();
-    let store = SqliteEventStore::open(&path)
-        .with_context(|| format!("opening the event store {}", path.display()))?;
+    let store = open_store(a.events.as_ref(), &repo).with_context(|| match &a.events {
+        Some(url) => format!("opening the event store {url}"),
+        None => format!("opening the event store {}", repo.events_path().display()),
+    })?;
     let records = store.list(a.app.as_deref()).context("reading events")?;
     let mut out = std::io::stdout().lock();
     if a.json {

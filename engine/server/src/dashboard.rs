@@ -235,10 +235,10 @@ fn render_chart(h: &mut String, series: &[Series]) {
     let top = nice_ceiling(max);
     let x = |t: i64| LEFT + (t - t0) as f64 / span * (W - LEFT - RIGHT);
     let y = |n: u64| TOP + (1.0 - n as f64 / top as f64) * (H - TOP - BOTTOM);
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<svg class=\"adoption\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" \
-         role=\"img\" aria-label=\"machines per version over time\">\n"
+         role=\"img\" aria-label=\"machines per version over time\">"
     );
     for k in 0..=4u64 {
         let n = top * k / 4;

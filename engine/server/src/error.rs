@@ -196,6 +196,58 @@ pub enum ServerError {
         /// The role clients would use.
         by: String,
     },
+    /// The PostgreSQL event store could not be reached or refused the
+    /// connection (server down, wrong port, authentication, no such
+    /// database).
+    #[error("event store: cannot connect to PostgreSQL at {target}: {source}")]
+    PostgresConnect {
+        /// Where it was asked for (host, port and database; never a
+        /// password).
+        target: String,
+        /// The cause.
+        source: postgres::Error,
+    },
+    /// A statement of the PostgreSQL event store failed (nothing of the
+    /// transaction it was part of was stored).
+    #[error("event store (PostgreSQL): {0}")]
+    Postgres(#[from] postgres::Error),
+    /// A previous call on the event store's connection panicked; the
+    /// connection is not used again.
+    #[error("event store: a previous call panicked while holding the connection")]
+    StorePoisoned,
+    /// An event store address that is neither `postgres://...` (or
+    /// `postgresql://...`) nor `sqlite:PATH`.
+    #[error("event store {url:?}: give postgres://USER@HOST:PORT/DATABASE or sqlite:PATH")]
+    EventsUrlScheme {
+        /// The address given.
+        url: String,
+    },
+    /// `sqlite:` without a path.
+    #[error("event store {url:?}: sqlite: needs a file path, e.g. sqlite:/srv/events.sqlite")]
+    EventsUrlNoPath {
+        /// The address given.
+        url: String,
+    },
+    /// A `postgres://` address PostgreSQL's client cannot read.
+    #[error("event store {url:?}: not a PostgreSQL connection URL: {source}")]
+    EventsUrlPostgres {
+        /// The address given (password hidden).
+        url: String,
+        /// What the parser said.
+        source: postgres::Error,
+    },
+    /// A statistics time bucket that is not a positive number of seconds.
+    #[error("time bucket of {seconds} s: give a positive number of seconds")]
+    InvalidBucket {
+        /// The bucket asked for.
+        seconds: i64,
+    },
+    /// A duration that is not a number followed by s, m, h, d or w.
+    #[error("duration {text:?}: give a whole number and a unit, e.g. 90m, 24h, 7d or 2w")]
+    InvalidDuration {
+        /// The text given.
+        text: String,
+    },
     /// The system random number generator failed.
     #[error("random number generator: {0}")]
     Random(String),

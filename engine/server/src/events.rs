@@ -3,7 +3,8 @@
 //! [`EventStore`] is the interface; [`SqliteEventStore`] is the embedded
 //! backend (one SQLite file, write-ahead logging, so `upkeep repo events`
 //! can read while servers write, and several server processes on one host
-//! can share it). A PostgreSQL backend would implement the same trait.
+//! can share it); [`PostgresEventStore`](crate::PostgresEventStore)
+//! (`events_postgres.rs`) is the shared one for a fleet of servers.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -11,9 +12,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
-use upkeep_core::omaha::Request;
+use upkeep_core::omaha::{Request, RequestApp};
 
 use crate::error::ServerError;
+use crate::stats::{self, AdoptionPoint, SQLITE, StatsBuilder, StatsQuery, VersionStats};
 
 /// One ping or event as received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +52,27 @@ pub struct EventRecord {
     /// Further fields: the ping's `active`, `a`, `r`, `ad`, `rd`; other
     /// event attributes.
     pub detail: serde_json::Value,
+    /// The machine's identity, when the client sends one: the app's or
+    /// the request's `machineid`, else its `userid` (see [`machine_of`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+}
+
+/// The attributes that identify a machine, in order of preference.
+const MACHINE_ATTRIBUTES: [&str; 2] = ["machineid", "userid"];
+
+/// The identity the client sends for its machine: `machineid`, else
+/// `userid`, of the app, else of the request (Omaha 3.0 XML sends them on
+/// `<request>`); blank values count as none.
+pub fn machine_of(request: &Request, app: &RequestApp) -> Option<String> {
+    MACHINE_ATTRIBUTES.iter().find_map(|k| {
+        [app.extra.get(*k), request.extra.get(*k)]
+            .into_iter()
+            .flatten()
+            .map(|v| v.trim())
+            .find(|v| !v.is_empty())
+            .map(str::to_owned)
+    })
 }
 
 /// The pings and events of a request, stamped with `received_at`.
@@ -72,6 +95,7 @@ pub fn records_of(request: &Request, received_at: &str) -> Vec<EventRecord> {
             request_id: request.requestid.clone(),
             protocol: request.flavor.label(request.protocol).to_owned(),
             detail: serde_json::Value::Null,
+            machine: machine_of(request, app),
         };
         if let Some(ping) = &app.ping {
             out.push(EventRecord {
@@ -109,7 +133,32 @@ pub trait EventStore: Send + Sync {
     /// The stored records in arrival order, only those of `app`
     /// (case-insensitive) when given.
     fn list(&self, app: Option<&str>) -> Result<Vec<EventRecord>, ServerError>;
+    /// Per app and version: machines seen, installs, updates, failures by
+    /// error code (definitions in [`stats`]). This default computes them
+    /// from [`list`](EventStore::list) in memory; the SQL stores compute
+    /// them in the database.
+    fn stats(&self, query: &StatsQuery) -> Result<Vec<VersionStats>, ServerError> {
+        Ok(stats::stats_of(&self.list(query.app.as_deref())?, query))
+    }
+    /// Per time bucket of `bucket_seconds` (aligned on multiples of it,
+    /// in Unix seconds) and version: the machines whose requests for
+    /// `app` carried that version; only records received at or after
+    /// `since` (Unix seconds) when given. Sorted by bucket, then version.
+    fn adoption(
+        &self,
+        app: &str,
+        bucket_seconds: i64,
+        since: Option<i64>,
+    ) -> Result<Vec<AdoptionPoint>, ServerError> {
+        stats::adoption_of(&self.list(Some(app))?, app, bucket_seconds, since)
+    }
 }
+
+/// The stored columns but `id`, in the order both SQL stores write and
+/// read them.
+pub(crate) const COLUMNS: &str = "received_at, kind, app_id, app_version, event_type, \
+    event_result, error_category, error_code, extra_code1, previous_version, next_version, \
+    session_id, request_id, protocol, detail, machine";
 
 /// The embedded SQLite event store.
 #[derive(Debug)]
@@ -134,10 +183,24 @@ CREATE TABLE IF NOT EXISTS events (
     session_id       TEXT NOT NULL,
     request_id       TEXT NOT NULL,
     protocol         TEXT NOT NULL,
-    detail           TEXT
+    detail           TEXT,
+    machine          TEXT
 );
 CREATE INDEX IF NOT EXISTS events_by_app ON events (app_id COLLATE NOCASE);
 ";
+
+/// Adds the `machine` column to a store created before it existed.
+fn add_machine_column(conn: &Connection) -> Result<(), ServerError> {
+    let has: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM pragma_table_info('events') WHERE name = 'machine'",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN machine TEXT")?;
+    }
+    Ok(())
+}
 
 impl SqliteEventStore {
     /// Opens (creating when needed) the store at `path`.
@@ -147,6 +210,7 @@ impl SqliteEventStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.execute_batch(SCHEMA)?;
+        add_machine_column(&conn)?;
         Ok(SqliteEventStore {
             conn: Mutex::new(conn),
         })
@@ -167,12 +231,10 @@ impl EventStore for SqliteEventStore {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO events (received_at, kind, app_id, app_version, event_type,
-                    event_result, error_category, error_code, extra_code1, previous_version,
-                    next_version, session_id, request_id, protocol, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            )?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "INSERT INTO events ({COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            ))?;
             for r in records {
                 let detail = (!r.detail.is_null()).then(|| r.detail.to_string());
                 stmt.execute(params![
@@ -191,6 +253,7 @@ impl EventStore for SqliteEventStore {
                     r.request_id,
                     r.protocol,
                     detail,
+                    r.machine,
                 ])?;
             }
         }
@@ -200,14 +263,11 @@ impl EventStore for SqliteEventStore {
 
     fn list(&self, app: Option<&str>) -> Result<Vec<EventRecord>, ServerError> {
         let conn = self.lock()?;
-        let mut stmt = conn.prepare(
-            "SELECT received_at, kind, app_id, app_version, event_type, event_result,
-                    error_category, error_code, extra_code1, previous_version, next_version,
-                    session_id, request_id, protocol, detail
-             FROM events
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM events
              WHERE ?1 IS NULL OR app_id = ?1 COLLATE NOCASE
-             ORDER BY id",
-        )?;
+             ORDER BY id"
+        ))?;
         let rows = stmt.query_map(params![app], |row| {
             let detail: Option<String> = row.get(14)?;
             Ok(EventRecord {
@@ -225,13 +285,60 @@ impl EventStore for SqliteEventStore {
                 session_id: row.get(11)?,
                 request_id: row.get(12)?,
                 protocol: row.get(13)?,
-                detail: detail
-                    .and_then(|d| serde_json::from_str(&d).ok())
-                    .unwrap_or(serde_json::Value::Null),
+                detail: parse_detail(detail),
+                machine: row.get(15)?,
             })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
+
+    fn stats(&self, query: &StatsQuery) -> Result<Vec<VersionStats>, ServerError> {
+        let conn = self.lock()?;
+        let p = params![query.app, query.since];
+        let mut b = StatsBuilder::default();
+        let mut stmt = conn.prepare(&SQLITE.seen_sql())?;
+        let mut rows = stmt.query(p)?;
+        while let Some(r) = rows.next()? {
+            b.seen(r.get(0)?, r.get(1)?, r.get(2)?);
+        }
+        let mut stmt = conn.prepare(&SQLITE.outcomes_sql())?;
+        let mut rows = stmt.query(p)?;
+        while let Some(r) = rows.next()? {
+            b.outcomes(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        }
+        let mut stmt = conn.prepare(&SQLITE.failures_sql())?;
+        let mut rows = stmt.query(p)?;
+        while let Some(r) = rows.next()? {
+            b.failure(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?);
+        }
+        Ok(b.finish())
+    }
+
+    fn adoption(
+        &self,
+        app: &str,
+        bucket_seconds: i64,
+        since: Option<i64>,
+    ) -> Result<Vec<AdoptionPoint>, ServerError> {
+        stats::check_bucket(bucket_seconds)?;
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(&SQLITE.adoption_sql())?;
+        let rows = stmt.query_map(params![app, since, bucket_seconds], |r| {
+            Ok(AdoptionPoint {
+                bucket_start: r.get(0)?,
+                version: r.get(1)?,
+                machines: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+            })
+        })?;
+        Ok(stats::sorted(rows.collect::<Result<Vec<_>, _>>()?))
+    }
+}
+
+/// The `detail` column as JSON (null when absent or unreadable).
+pub(crate) fn parse_detail(detail: Option<String>) -> serde_json::Value {
+    detail
+        .and_then(|d| serde_json::from_str(&d).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 #[cfg(test)]
@@ -271,5 +378,52 @@ mod tests {
         assert_eq!(all[0].detail["rd"], 6000);
         assert_eq!(store.list(Some("{abc}")).unwrap().len(), 2);
         assert!(store.list(Some("other")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_machine_is_the_identity_the_client_sends() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+            <request protocol="3.0" sessionid="{s}" requestid="{r}" userid="{U}">
+              <app appid="{A}" version="1.0"><ping r="1"/></app>
+              <app appid="{B}" version="2.0" machineid=" {M} "><ping r="1"/></app>
+            </request>"#;
+        let request = parse_request(xml.as_bytes(), Some(Protocol::Xml30)).unwrap();
+        let records = records_of(&request, "2030-01-01T00:00:00Z");
+        let machines: Vec<_> = records.iter().map(|r| r.machine.as_deref()).collect();
+        assert_eq!(machines, [Some("{U}"), Some("{M}")]);
+        // JSON without an identity: none, and the record serialises as
+        // before the field existed.
+        let request = parse_request(REQUEST.as_bytes(), Some(Protocol::Json31)).unwrap();
+        let records = records_of(&request, "2030-01-01T00:00:00Z");
+        assert!(records.iter().all(|r| r.machine.is_none()));
+        let json = serde_json::to_value(&records[0]).unwrap();
+        assert!(json.get("machine").is_none());
+        let back: EventRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, records[0]);
+    }
+
+    #[test]
+    fn a_store_created_before_the_machine_column_gets_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.sqlite");
+        let old = Connection::open(&path).unwrap();
+        let old_schema = SCHEMA.replace(",\n    machine          TEXT", "");
+        assert!(!old_schema.contains("machine"));
+        old.execute_batch(&old_schema).unwrap();
+        old.execute(
+            "INSERT INTO events (received_at, kind, app_id, app_version, session_id,
+                 request_id, protocol) VALUES ('2030-01-01T00:00:00Z', 'ping', 'a', '1', 's', 'r', '3.1')",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        let store = SqliteEventStore::open(&path).unwrap();
+        let all = store.list(None).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].machine, None);
+        let mut r = all[0].clone();
+        r.machine = Some("m".into());
+        store.record(std::slice::from_ref(&r)).unwrap();
+        assert_eq!(store.list(None).unwrap()[1], r);
     }
 }

@@ -191,6 +191,7 @@ mod tests {
             request_id: format!("{{r{n}}}"),
             protocol: "3.1".into(),
             detail: serde_json::Value::Null,
+            machine: None,
         }
     }
 

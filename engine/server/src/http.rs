@@ -31,7 +31,8 @@ use upkeep_core::omaha::{Protocol, parse_request_with_limit};
 use upkeep_core::tuf::metadata::format_time;
 
 use crate::error::ServerError;
-use crate::events::{EventRecord, EventStore, SqliteEventStore, records_of};
+use crate::events::{EventRecord, EventStore, records_of};
+use crate::events_url::{EventsUrl, open_store};
 use crate::files::{self, PathError, RangeRequest};
 use crate::group_commit::{GroupCommit, GroupCommitOptions};
 use crate::keys;
@@ -54,6 +55,8 @@ pub struct ServeOptions {
     pub public_url: Option<String>,
     /// Where `cup.pem` is (else the repository's key directory).
     pub keys_dir: Option<PathBuf>,
+    /// The event store (else the repository's `events.sqlite`).
+    pub events: Option<EventsUrl>,
 }
 
 /// Everything a request handler needs.
@@ -77,15 +80,11 @@ impl std::fmt::Debug for ServerState {
 }
 
 impl ServerState {
-    /// The state for serving `repo`: its CUP key, its event store.
+    /// The state for serving `repo`: its CUP key, its event store
+    /// (`options.events`, else the repository's `events.sqlite`).
     pub fn new(repo: &Repo, options: &ServeOptions) -> Result<ServerState, ServerError> {
-        let store = SqliteEventStore::open(&repo.events_path())?;
-        Self::with_store(
-            repo,
-            options,
-            Arc::new(store),
-            GroupCommitOptions::default(),
-        )
+        let store = open_store(options.events.as_ref(), repo)?;
+        Self::with_store(repo, options, store, GroupCommitOptions::default())
     }
 
     /// The state for serving `repo` with another event store, its commits

@@ -12,8 +12,10 @@
 //! * [`decision`] reads releases from the signed targets metadata and
 //!   answers an Omaha update check from the request alone.
 //! * [`events`] stores the pings and events clients send ([`EventStore`],
-//!   SQLite by default); [`group_commit`] groups the commits of concurrent
-//!   requests into one transaction and one flush.
+//!   SQLite by default; [`events_postgres`] for a fleet sharing one
+//!   PostgreSQL database; [`events_url`] reads `--events`);
+//!   [`group_commit`] groups the commits of concurrent requests into one
+//!   transaction and one flush; [`stats`] computes rollout statistics.
 //! * [`http`] is the reference Omaha server: update checks in 3.0 XML,
 //!   3.1 and 4.0 JSON with CUP signatures, and the repository's files with
 //!   single-range support ([`files`]).
@@ -29,6 +31,8 @@ pub mod decision;
 pub mod delegation;
 pub mod error;
 pub mod events;
+pub mod events_postgres;
+pub mod events_url;
 pub mod files;
 pub mod graph;
 pub mod group_commit;
@@ -37,10 +41,14 @@ pub mod keys;
 pub mod publish;
 pub mod repo;
 pub mod rollout;
+pub mod stats;
 #[cfg(test)]
 mod testutil;
 pub mod view;
 
 pub use error::ServerError;
 pub use events::{EventRecord, EventStore, SqliteEventStore};
+pub use events_postgres::PostgresEventStore;
+pub use events_url::EventsUrl;
 pub use group_commit::{GroupCommit, GroupCommitOptions};
+pub use stats::{AdoptionPoint, FailureCount, StatsQuery, VersionStats};

@@ -78,6 +78,7 @@ fn serve(dir: &Path, store: Arc<dyn EventStore>) -> (tokio::runtime::Runtime, So
         listen: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
         keys_dir: None,
+        events: None,
     };
     let state = Arc::new(
         ServerState::with_store(&repo, &options, store, GroupCommitOptions::default()).unwrap(),

@@ -47,6 +47,7 @@ fn serve(dir: &Path) -> (tokio::runtime::Runtime, SocketAddr, Repo) {
         listen: "127.0.0.1:0".parse().unwrap(),
         public_url: None,
         keys_dir: None,
+        events: None,
     };
     let state = Arc::new(ServerState::new(&repo, &options).unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread()
