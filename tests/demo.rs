@@ -33,6 +33,7 @@ fn the_demo_installs_updates_and_reports() {
         "so the share leaves it out",
         "the app says: hello from org.example.hello 3.0",
         "the app says: hello from org.example.hello 2.0 (rolled back",
+        "org.example.hello 3.0: rollout pulled, ",
         "exits: asked to stop (SIGTERM)",
         "demo complete",
     ] {

@@ -13,10 +13,8 @@ use std::collections::BTreeSet;
 
 use support::nginx::{Nginx, Site};
 use support::upkeep;
-use support::world::{Served, World, expect_success, run_ok};
-use upkeep_core::omaha::{
-    Event, EventResult, EventType, Protocol, RequestApp, RequestBuilder, parse_response,
-};
+use support::world::{Served, World, check_app, expect_success, run_ok};
+use upkeep_core::omaha::{Event, EventResult, EventType, RequestApp};
 use upkeep_core::version::Version;
 
 const APP: &str = "org.example.fleet";
@@ -100,23 +98,7 @@ fn check(base: &str, version: &str, cohort: &str, session: &str) -> Result<Strin
     app.cohort.cohort = Some(cohort.to_owned());
     app.events
         .push(Event::new(EventType::Update, EventResult::Success));
-    let body = RequestBuilder::new(Protocol::Json31)
-        .sessionid(session)
-        .app(app)
-        .build()
-        .unwrap()
-        .to_body();
-    let resp = reqwest::blocking::Client::new()
-        .post(format!("{base}/service/update2/json"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .unwrap();
-    if resp.status().as_u16() != 200 {
-        return Err(resp.status().as_u16());
-    }
-    let parsed = parse_response(&resp.bytes().unwrap(), Protocol::Json31).unwrap();
-    Ok(parsed.apps[0].result_status().to_owned())
+    check_app(base, app, Some(session)).map(|a| a.result_status().to_owned())
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::process::Output;
 
 use serde_json::Value;
 use support::upkeep;
-use support::world::{Served, World, expect_success, text};
-use upkeep_core::omaha::{Protocol, RequestApp, RequestBuilder, parse_response};
+use support::world::{Served, World, check_app, expect_success, text};
+use upkeep_core::omaha::RequestApp;
 use upkeep_core::version::Version;
 
 const APP: &str = "org.example.rollout";
@@ -134,20 +134,7 @@ fn a_staged_release_reaches_a_machine_once_its_bucket_is_in_and_a_pull_rolls_it_
 fn check(base: &str, version: &str, cohort: Option<&str>) -> (String, Option<String>) {
     let mut app = RequestApp::new(APP.to_owned(), &version.parse::<Version>().unwrap());
     app.cohort.cohort = cohort.map(str::to_owned);
-    let body = RequestBuilder::new(Protocol::Json31)
-        .app(app)
-        .build()
-        .unwrap()
-        .to_body();
-    let resp = reqwest::blocking::Client::new()
-        .post(format!("{base}/service/update2/json"))
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let parsed = parse_response(&resp.bytes().unwrap(), Protocol::Json31).unwrap();
-    let app = &parsed.apps[0];
+    let app = check_app(base, app, None).expect("answered 200");
     (app.result_status().to_owned(), app.cohort.cohort.clone())
 }
 

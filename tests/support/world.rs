@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use upkeep_core::omaha::{Protocol, RequestApp, RequestBuilder};
+use upkeep_core::omaha::{App, Protocol, RequestApp, RequestBuilder, parse_response};
 use upkeep_core::version::Version;
 
 use super::{plugin_path, upkeep};
@@ -429,19 +429,35 @@ impl World {
     /// Sends one (unsigned) update check, so the server loads the catalog
     /// of the current `timestamp.json` and keeps it until that file changes.
     pub fn prime_server(&self, id: &str) {
-        let body = RequestBuilder::new(Protocol::Json31)
-            .app(RequestApp::new(id.to_owned(), &Version::default()))
-            .build()
-            .unwrap()
-            .to_body();
-        let resp = reqwest::blocking::Client::new()
-            .post(format!("{}/service/update2/json", self.base()))
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
+        let answer = check_app(
+            &self.base(),
+            RequestApp::new(id.to_owned(), &Version::default()),
+            None,
+        );
+        assert!(answer.is_ok(), "{answer:?}");
     }
+}
+
+/// Sends one unsigned 3.1 update check for `app` (in session `session`)
+/// to the server at `base`: the answer's app, or the HTTP status.
+pub fn check_app(base: &str, app: RequestApp, session: Option<&str>) -> Result<App, u16> {
+    let mut builder = RequestBuilder::new(Protocol::Json31);
+    if let Some(s) = session {
+        builder = builder.sessionid(s);
+    }
+    let body = builder.app(app).build().unwrap().to_body();
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{base}/service/update2/json"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .unwrap();
+    if resp.status().as_u16() != 200 {
+        return Err(resp.status().as_u16());
+    }
+    let mut parsed = parse_response(&resp.bytes().unwrap(), Protocol::Json31).unwrap();
+    assert_eq!(parsed.apps.len(), 1, "one app asked, one answered");
+    Ok(parsed.apps.remove(0))
 }
 
 /// The run failed with exit status 1 and stderr says every phrase.

@@ -218,6 +218,11 @@ struct ServeArgs {
     /// several servers) or sqlite:PATH (default: DIR/events.sqlite).
     #[arg(long, value_name = "URL")]
     events: Option<EventsUrl>,
+    /// A file whose first line is the dashboard's access token (required
+    /// with Authorization: Bearer TOKEN or ?token=TOKEN). Without it the
+    /// dashboard (/dashboard) is served only on a loopback --listen.
+    #[arg(long, value_name = "FILE")]
+    dashboard_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -637,6 +642,10 @@ fn serve(a: ServeArgs) -> Result<()> {
         public_url: a.public_url,
         keys_dir: a.keys,
         events: a.events,
+        dashboard_token: match &a.dashboard_token_file {
+            Some(f) => Some(read_token(f)?),
+            None => None,
+        },
     };
     serve_blocking(&repo, &options, |addr| {
         let mut out = std::io::stdout().lock();
@@ -645,6 +654,17 @@ fn serve(a: ServeArgs) -> Result<()> {
         tracing::info!(%addr, "serving {}", a.dir.display());
     })
     .with_context(|| format!("serving {}", a.dir.display()))
+}
+
+/// The first line of `file`, which must not be empty.
+fn read_token(file: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading the dashboard token {}", file.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    if token.is_empty() {
+        bail!("the dashboard token file {} is empty", file.display());
+    }
+    Ok(token)
 }
 
 fn events(a: EventsArgs) -> Result<()> {

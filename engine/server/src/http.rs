@@ -6,6 +6,7 @@
 //! | POST | `/service/update2` | Omaha 3.0 XML (JSON requests are answered in JSON) |
 //! | GET, HEAD | `/tuf/<file>` | `DIR/metadata/<file>` |
 //! | GET, HEAD | `/targets/<path>` | `DIR/targets/<path>` |
+//! | GET | `/dashboard`, `/dashboard.json` | releases, rollouts, adoption, failures ([`crate::dashboard`]) |
 //!
 //! Update checks are answered from the request and the signed targets
 //! metadata alone; pings and events are written to the [`EventStore`]
@@ -30,6 +31,8 @@ use upkeep_core::cup::{CupError, CupServer, RequestParams};
 use upkeep_core::omaha::{Protocol, parse_request_with_limit};
 use upkeep_core::tuf::metadata::format_time;
 
+use crate::dashboard_data::Access;
+use crate::dashboard_http::{DashboardState, dashboard};
 use crate::error::ServerError;
 use crate::events::{EventRecord, EventStore, records_of};
 use crate::events_url::{EventsUrl, open_store};
@@ -57,6 +60,9 @@ pub struct ServeOptions {
     pub keys_dir: Option<PathBuf>,
     /// The event store (else the repository's `events.sqlite`).
     pub events: Option<EventsUrl>,
+    /// The dashboard's access token. Without one the dashboard is served
+    /// only when `listen` is a loopback address.
+    pub dashboard_token: Option<String>,
 }
 
 /// Everything a request handler needs.
@@ -66,7 +72,8 @@ pub struct ServerState {
     public_url: Option<String>,
     cup: CupServer,
     events: GroupCommit,
-    views: Views,
+    views: Arc<Views>,
+    dashboard: Arc<DashboardState>,
 }
 
 impl std::fmt::Debug for ServerState {
@@ -106,13 +113,23 @@ impl ServerState {
         let cup = keys::load_cup_key(&keys_dir, repo.settings().cup_key_id)?;
         // Fail early on unreadable metadata.
         repo.current()?;
+        let views = Arc::new(Views::new(repo.dir(), &repo.metadata_dir()));
+        let dashboard = Arc::new(DashboardState {
+            access: Access::new(
+                options.listen.ip().is_loopback(),
+                options.dashboard_token.clone(),
+            ),
+            store: store.clone(),
+            views: views.clone(),
+        });
         Ok(ServerState {
             metadata_dir: repo.metadata_dir(),
             targets_dir: repo.targets_dir(),
             public_url: public_url.map(|u| u.trim_end_matches('/').to_owned()),
             cup,
             events: GroupCommit::start(store, commits)?,
-            views: Views::new(repo.dir(), &repo.metadata_dir()),
+            views,
+            dashboard,
         })
     }
 
@@ -392,7 +409,17 @@ pub fn router(state: Arc<ServerState>) -> Router {
     let xml_state = state.clone();
     let tuf_root = state.metadata_dir.clone();
     let targets_root = state.targets_dir.clone();
+    let page = state.dashboard.clone();
+    let figures = state.dashboard.clone();
     Router::new()
+        .route(
+            "/dashboard",
+            get(move |uri: Uri, headers: HeaderMap| dashboard(page.clone(), uri, headers, false)),
+        )
+        .route(
+            "/dashboard.json",
+            get(move |uri: Uri, headers: HeaderMap| dashboard(figures.clone(), uri, headers, true)),
+        )
         .route(
             "/service/update2/json",
             post(move |uri: Uri, headers: HeaderMap, body: Bytes| {

@@ -27,6 +27,8 @@
 
 pub mod answer;
 pub mod dashboard;
+pub mod dashboard_data;
+pub mod dashboard_http;
 pub mod decision;
 pub mod delegation;
 pub mod error;

@@ -79,6 +79,7 @@ fn serve(dir: &Path, store: Arc<dyn EventStore>) -> (tokio::runtime::Runtime, So
         public_url: None,
         keys_dir: None,
         events: None,
+        dashboard_token: None,
     };
     let state = Arc::new(
         ServerState::with_store(&repo, &options, store, GroupCommitOptions::default()).unwrap(),

@@ -48,6 +48,7 @@ fn serve(dir: &Path) -> (tokio::runtime::Runtime, SocketAddr, Repo) {
         public_url: None,
         keys_dir: None,
         events: None,
+        dashboard_token: None,
     };
     let state = Arc::new(ServerState::new(&repo, &options).unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread()

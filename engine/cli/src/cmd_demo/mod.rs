@@ -481,6 +481,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     update(&d)?;
 
     rollout::run(&mut d, &repo, &state, &install, &update)?;
+    rollout::dashboard(&mut d, &server.url)?;
 
     d.step("What the telemetry sink recorded on the machine");
     let sink = state.join("telemetry/telemetry-jsonl/events.jsonl");

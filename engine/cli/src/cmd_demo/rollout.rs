@@ -81,3 +81,44 @@ pub(super) fn run(
     }
     Ok(())
 }
+
+/// The dashboard step: what the vendor's page at `server`/dashboard shows,
+/// read from its JSON twin.
+pub(super) fn dashboard(d: &mut Demo, server: &str) -> Result<()> {
+    d.step("The vendor's dashboard: releases, rollouts, adoption, failures");
+    let url = format!("{server}/dashboard.json");
+    let figures: serde_json::Value = reqwest::blocking::get(&url)
+        .and_then(reqwest::blocking::Response::error_for_status)
+        .and_then(reqwest::blocking::Response::text)
+        .with_context(|| format!("fetching {url}"))
+        .and_then(|t| serde_json::from_str(&t).with_context(|| format!("{url}: not JSON")))?;
+    d.note(&format!(
+        "{server}/dashboard (open it in a browser while the demo runs with --keep)"
+    ));
+    let apps = figures["apps"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for app in apps {
+        let releases = app["releases"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for r in releases {
+            d.note(&format!(
+                "{} {}: rollout {}, {} machine(s) seen, {} install(s), {} update(s), {} failure(s)",
+                app["app"].as_str().unwrap_or_default(),
+                r["version"].as_str().unwrap_or_default(),
+                r["rollout"].as_str().unwrap_or_default(),
+                r["machines"],
+                r["installs"],
+                r["updates"],
+                r["failures"],
+            ));
+        }
+    }
+    if apps.is_empty() {
+        bail!("the dashboard shows no app");
+    }
+    Ok(())
+}
