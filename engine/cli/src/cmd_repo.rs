@@ -11,10 +11,8 @@ use upkeep_core::tuf::Signer;
 use upkeep_core::tuf::metadata::TOP_LEVEL_ROLES;
 use upkeep_server::EventsUrl;
 use upkeep_server::delegation::{DelegateOptions, RoleKeysChanged};
-use upkeep_server::events_url::open_store;
 use upkeep_server::http::{ServeOptions, serve_blocking};
 use upkeep_server::repo::{InitOptions, NewRelease, Repo};
-use upkeep_server::rollout::Rollouts;
 
 /// Options of `upkeep repo`.
 #[derive(Debug, Args)]
@@ -46,7 +44,7 @@ enum RepoAction {
     Add(AddArgs),
     /// List the published releases: apps, versions, channels, rollouts,
     /// files with sizes and SHA-256.
-    List(ListArgs),
+    List(crate::cmd_repo_show::ListArgs),
     /// Run the reference update server (Omaha 3.0 XML, 3.1 and 4.0 JSON with
     /// CUP signatures; the repository's files) until SIGINT or SIGTERM.
     ///
@@ -54,7 +52,7 @@ enum RepoAction {
     /// socket is bound. Needs only the CUP key (cup.pem).
     Serve(ServeArgs),
     /// Print the pings and events clients sent to the server.
-    Events(EventsArgs),
+    Events(crate::cmd_repo_show::EventsArgs),
     /// Stage a release: offer it to a share of the machines (--percent),
     /// pause or resume its rollout, or print where it stands.
     ///
@@ -192,15 +190,6 @@ struct AddArgs {
 }
 
 #[derive(Debug, Args)]
-struct ListArgs {
-    /// The repository directory.
-    dir: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
 struct ServeArgs {
     /// The repository directory.
     dir: PathBuf,
@@ -223,22 +212,6 @@ struct ServeArgs {
     /// dashboard (/dashboard) is served only on a loopback --listen.
     #[arg(long, value_name = "FILE")]
     dashboard_token_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-struct EventsArgs {
-    /// The repository directory.
-    dir: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-    /// Only events of this app id (case-insensitive).
-    #[arg(long, value_name = "ID")]
-    app: Option<String>,
-    /// The event store: postgres://USER@HOST:PORT/DATABASE or sqlite:PATH
-    /// (default: DIR/events.sqlite).
-    #[arg(long, value_name = "URL")]
-    events: Option<EventsUrl>,
 }
 
 #[derive(Debug, Args)]
@@ -358,9 +331,9 @@ pub fn run(args: RepoArgs) -> Result<()> {
     match args.action {
         RepoAction::Init(a) => init(a),
         RepoAction::Add(a) => add(a),
-        RepoAction::List(a) => list(a),
+        RepoAction::List(a) => crate::cmd_repo_show::list(a),
         RepoAction::Serve(a) => serve(a),
-        RepoAction::Events(a) => events(a),
+        RepoAction::Events(a) => crate::cmd_repo_show::events(a),
         RepoAction::Rollout(a) => crate::cmd_rollout::rollout(a),
         RepoAction::Pull(a) => crate::cmd_rollout::pull(a),
         RepoAction::Stats(a) => crate::cmd_repo_stats::run(a),
@@ -588,53 +561,6 @@ fn add(a: AddArgs) -> Result<()> {
     Ok(())
 }
 
-fn list(a: ListArgs) -> Result<()> {
-    let repo = open(&a.dir)?;
-    let catalog = repo.catalog().context("reading the targets metadata")?;
-    let rollouts = Rollouts::load(repo.dir()).context("reading the rollout state")?;
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        let mut releases = Vec::new();
-        for r in catalog.releases() {
-            let mut v = serde_json::to_value(r)?;
-            v["rollout"] = serde_json::to_value(rollouts.stage(&r.app, &r.version))?;
-            releases.push(v);
-        }
-        writeln!(out, "{}", serde_json::to_string_pretty(&releases)?)?;
-        return Ok(());
-    }
-    if catalog.releases().is_empty() {
-        writeln!(out, "no releases")?;
-    }
-    for r in catalog.releases() {
-        let channel = if r.channel.is_empty() {
-            "(default)"
-        } else {
-            &r.channel
-        };
-        write!(out, "{} {}  channel {channel}", r.app, r.version)?;
-        if let Some(stage) = rollouts.stage(&r.app, &r.version) {
-            write!(out, "  rollout {}", stage.describe())?;
-        }
-        if !r.installer_args.is_empty() {
-            write!(out, "  installer args {:?}", r.installer_args)?;
-        }
-        if !r.install_data.is_empty() {
-            let indexes: Vec<&String> = r.install_data.keys().collect();
-            write!(out, "  install data {indexes:?}")?;
-        }
-        writeln!(out)?;
-        for f in &r.files {
-            writeln!(
-                out,
-                "  {}  {} bytes  sha256 {}",
-                f.target_path, f.length, f.sha256
-            )?;
-        }
-    }
-    Ok(())
-}
-
 fn serve(a: ServeArgs) -> Result<()> {
     let repo = open(&a.dir)?;
     let options = ServeOptions {
@@ -665,45 +591,4 @@ fn read_token(file: &Path) -> Result<String> {
         bail!("the dashboard token file {} is empty", file.display());
     }
     Ok(token)
-}
-
-fn events(a: EventsArgs) -> Result<()> {
-    let repo = open(&a.dir)?;
-    let store = open_store(a.events.as_ref(), &repo).with_context(|| match &a.events {
-        Some(url) => format!("opening the event store {url}"),
-        None => format!("opening the event store {}", repo.events_path().display()),
-    })?;
-    let records = store.list(a.app.as_deref()).context("reading events")?;
-    let mut out = std::io::stdout().lock();
-    if a.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&records)?)?;
-        return Ok(());
-    }
-    for r in &records {
-        write!(
-            out,
-            "{}  {}  {} {}",
-            r.received_at, r.kind, r.app_id, r.app_version
-        )?;
-        if let (Some(t), Some(res)) = (r.event_type, r.event_result) {
-            write!(out, "  type {t} result {res}")?;
-        }
-        if let Some(c) = r.error_category {
-            write!(out, "  errorcat {c}")?;
-        }
-        if let Some(c) = r.error_code {
-            write!(out, "  errorcode {c}")?;
-        }
-        if let Some(c) = r.extra_code1 {
-            write!(out, "  extracode1 {c}")?;
-        }
-        if let Some(v) = &r.previous_version {
-            write!(out, "  from {v}")?;
-        }
-        if let Some(v) = &r.next_version {
-            write!(out, "  to {v}")?;
-        }
-        writeln!(out, "  session {}", r.session_id)?;
-    }
-    Ok(())
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use upkeep_core::version::Version;
 use upkeep_server::repo::Repo;
-use upkeep_server::rollout::{self, Change, Percent, Rollouts, Stage};
+use upkeep_server::rollout::{self, Change, Percent, Stage};
 
 /// Options of `upkeep repo rollout`.
 #[derive(Debug, Args)]
@@ -74,19 +74,7 @@ pub fn rollout(a: RolloutArgs) -> Result<()> {
             rollout::change_published(&repo, &a.app, &a.version, what)
                 .with_context(|| format!("changing the rollout of {} {}", a.app, a.version))?,
         ),
-        None => {
-            let catalog = repo.catalog().context("reading the targets metadata")?;
-            if catalog.find(&a.app, &a.version).is_none() {
-                return Err(upkeep_server::ServerError::UnknownRelease {
-                    app: a.app.clone(),
-                    version: a.version.to_string(),
-                }
-                .into());
-            }
-            Rollouts::load(repo.dir())?
-                .stage(&a.app, &a.version)
-                .cloned()
-        }
+        None => rollout::stage_of_published(&repo, &a.app, &a.version)?,
     };
     print_stage(&a.app, &a.version, stage.as_ref(), a.json)
 }

@@ -357,15 +357,31 @@ pub fn change_published(
     version: &Version,
     what: Change,
 ) -> Result<Stage, ServerError> {
+    check_published(repo, app, version)?;
+    let now = time::OffsetDateTime::now_utc();
+    let now = upkeep_core::tuf::metadata::format_time(now.replace_nanosecond(0).unwrap_or(now));
+    change(repo.dir(), app, version, what, &now)
+}
+
+/// The rollout of a release published in `repo` (`None`: offered to
+/// everyone). A release the signed metadata does not list is refused.
+pub fn stage_of_published(
+    repo: &Repo,
+    app: &str,
+    version: &Version,
+) -> Result<Option<Stage>, ServerError> {
+    check_published(repo, app, version)?;
+    Ok(Rollouts::load(repo.dir())?.stage(app, version).cloned())
+}
+
+fn check_published(repo: &Repo, app: &str, version: &Version) -> Result<(), ServerError> {
     if repo.catalog()?.find(app, version).is_none() {
         return Err(ServerError::UnknownRelease {
             app: app.to_owned(),
             version: version.to_string(),
         });
     }
-    let now = time::OffsetDateTime::now_utc();
-    let now = upkeep_core::tuf::metadata::format_time(now.replace_nanosecond(0).unwrap_or(now));
-    change(repo.dir(), app, version, what, &now)
+    Ok(())
 }
 
 /// Holds the rollout lock of `dir` until dropped.
