@@ -100,7 +100,8 @@ grep -qi '^x-cup-server-proof:' "$tmp/answer.headers" || {
     echo "server_throughput: the answer is not signed" >&2
     exit 1
 }
-"$upkeep" omaha decode --protocol 3.1 "$tmp/www/answer.json" | grep -q '"result_status": "ok"' || {
+"$upkeep" omaha decode --protocol 3.1 "$tmp/www/answer.json" >"$tmp/answer.decoded"
+grep -q '"result_status": "ok"' "$tmp/answer.decoded" || {
     echo "server_throughput: the answer offers no update" >&2
     exit 1
 }

@@ -37,8 +37,20 @@ bindir() {
     done
 }
 
+# The unprivileged owner of the clusters root starts, created once. Tests
+# start clusters in parallel: the lock keeps two of them from racing to
+# create the user (the loser's cluster directory was left unusable).
+ensure_user() {
+    (
+        flock 9
+        id -u "$PG_USER" >/dev/null 2>&1 ||
+            useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
+    ) 9>"${TMPDIR:-/tmp}/upkeep-postgres-user.lock"
+}
+
 install() {
     if [ -n "$(bindir)" ]; then
+        [ "$(id -u)" != 0 ] || ensure_user
         return
     fi
     [ "$(id -u)" = 0 ] || die "PostgreSQL (initdb, pg_ctl) is missing; install it (apt-get install postgresql) or run this as root"
@@ -48,6 +60,7 @@ install() {
     apt-get update -q >&2
     apt-get install -y -q --no-install-recommends postgresql >&2
     [ -n "$(bindir)" ] || die "apt-get installed postgresql but initdb/pg_ctl are not in /usr/lib/postgresql/*/bin"
+    ensure_user
 }
 
 # Runs a command as the cluster's owner.
@@ -80,8 +93,7 @@ start() {
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     if [ "$(id -u)" = 0 ]; then
-        id -u "$PG_USER" >/dev/null 2>&1 ||
-            useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
+        ensure_user
         chown "$PG_USER" "$dir"
     fi
     as_owner "$bin/initdb" -D "$dir/data" -U upkeep --auth=trust -E UTF8 --no-locale \

@@ -85,6 +85,12 @@ pub enum ExitCode {
     Negative = 3,
 }
 
+/// mimalloc rather than the system allocator: the reference server's
+/// requests allocate many small strings and maps, and glibc's malloc and
+/// free were a tenth of its CPU (docs/adr/0014-mimalloc.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     logging::init(cli.verbose);

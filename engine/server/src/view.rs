@@ -58,6 +58,10 @@ fn file_id(path: &Path) -> Result<Option<FileId>, ServerError> {
 pub struct Views {
     dir: PathBuf,
     metadata_dir: PathBuf,
+    /// `metadata_dir/timestamp.json` and `dir/rollouts.json`, joined once:
+    /// they are looked at on every request.
+    timestamp_path: PathBuf,
+    rollouts_path: PathBuf,
     cached: Mutex<Option<(Stamp, Arc<View>)>>,
 }
 
@@ -67,6 +71,8 @@ impl Views {
         Views {
             dir: dir.to_path_buf(),
             metadata_dir: metadata_dir.to_path_buf(),
+            timestamp_path: metadata_dir.join("timestamp.json"),
+            rollouts_path: dir.join(ROLLOUTS_FILE),
             cached: Mutex::new(None),
         }
     }
@@ -75,13 +81,13 @@ impl Views {
     /// that cannot be read while an earlier one was is logged and the
     /// earlier one kept (a hand edit gone wrong does not stop updates).
     pub fn current(&self) -> Result<Arc<View>, ServerError> {
-        let path = self.metadata_dir.join("timestamp.json");
-        let timestamp = file_id(&path)?.ok_or_else(|| {
-            ServerError::io(&path, std::io::Error::from(std::io::ErrorKind::NotFound))
+        let path = &self.timestamp_path;
+        let timestamp = file_id(path)?.ok_or_else(|| {
+            ServerError::io(path, std::io::Error::from(std::io::ErrorKind::NotFound))
         })?;
         let stamp = Stamp {
             timestamp,
-            rollouts: file_id(&self.dir.join(ROLLOUTS_FILE))?,
+            rollouts: file_id(&self.rollouts_path)?,
         };
         let previous = match self.cached.lock() {
             Ok(cache) => cache.clone(),

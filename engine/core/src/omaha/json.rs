@@ -455,8 +455,19 @@ fn response_head(response: &Response, protocol: Protocol, flavor: Flavor) -> Obj
     r
 }
 
+/// The guarded body `)]}'\n{"response":r}`, serialised straight from the
+/// tree (no copy of it).
 fn finish(r: Obj) -> String {
-    format!("{}\n{}", super::SAFE_JSON_PREFIX, json!({ "response": r }))
+    let mut body = Obj::new();
+    body.insert("response".into(), Value::Object(r));
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(super::SAFE_JSON_PREFIX.as_bytes());
+    out.push(b'\n');
+    // Writing a `Value` into a `Vec` cannot fail, and its output is UTF-8.
+    if serde_json::to_writer(&mut out, &Value::Object(body)).is_err() {
+        out.truncate(super::SAFE_JSON_PREFIX.len() + 1);
+    }
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn updatecheck_head(uc: &UpdateCheck) -> Obj {
