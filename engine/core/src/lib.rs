@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod app_id;
 pub mod appdir;
 pub mod cancel;
 pub mod crash;
@@ -25,6 +26,7 @@ pub mod lifecycle;
 pub mod omaha;
 pub mod outbox;
 pub mod state;
+pub mod tag;
 pub mod tuf;
 pub mod update_check;
 pub mod version;
