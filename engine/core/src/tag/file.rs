@@ -14,12 +14,12 @@
 //! written; the tagged file is written beside its destination, synced and
 //! renamed over it, with the source's permissions.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::{MAX_TAG_BYTES, Tag, TagError};
-use crate::durable::sync_dir;
+use crate::durable::write_atomic_with;
 
 /// The start of the tag block.
 const BLOCK_MAGIC: &[u8; 12] = b"Gact2.0Omaha";
@@ -144,75 +144,63 @@ pub fn read_tag(path: &Path) -> Result<Option<Tag>, TagFileError> {
 
 /// Writes a copy of `source` tagged with `tag` to `dest` (which may be
 /// `source` itself), replacing a tag `source` has. Returns the parsed tag.
-/// `dest` is replaced atomically: on any error it is as it was.
+/// `dest` is replaced atomically ([`write_atomic_with`]): on any error it
+/// is as it was.
 pub fn write_tagged(source: &Path, tag: &str, dest: &Path) -> Result<Tag, TagFileError> {
     let tag_text = tag.trim();
     let parsed = Tag::parse(tag_text).map_err(|source| TagFileError::Invalid {
         path: dest.to_path_buf(),
         source,
     })?;
+    // Tag::parse refused anything over MAX_TAG_BYTES (< u16::MAX).
+    let tag_len = u16::try_from(tag_text.len()).map_err(|_| TagFileError::Invalid {
+        path: dest.to_path_buf(),
+        source: TagError::TooLong(tag_text.len()),
+    })?;
     let mut input = File::open(source).map_err(io_error(source))?;
     let body = layout(source, &mut input)?.body;
     let permissions = input.metadata().map_err(io_error(source))?.permissions();
     input.seek(SeekFrom::Start(0)).map_err(io_error(source))?;
 
-    let dir = dest
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or_else(|| Path::new("."));
-    let name = dest.file_name().ok_or_else(|| TagFileError::Io {
-        path: dest.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "no file name"),
-    })?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tagging-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut out = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io_error(&tmp))?;
-        let copied = io::copy(&mut (&mut input).take(body), &mut out).map_err(io_error(source))?;
-        if copied != body {
-            return Err(TagFileError::Io {
-                path: source.to_path_buf(),
-                source: io::Error::new(
+    let block_len = (BLOCK_MAGIC.len() + 2 + tag_text.len()) as u32;
+    let mut block = Vec::with_capacity(block_len as usize + TRAILER_LEN as usize);
+    block.extend_from_slice(BLOCK_MAGIC);
+    block.extend_from_slice(&tag_len.to_be_bytes());
+    block.extend_from_slice(tag_text.as_bytes());
+    block.extend_from_slice(&block_len.to_le_bytes());
+    block.extend_from_slice(TRAILER_MAGIC);
+
+    // A failure reading the source is reported against the source.
+    let mut source_error = None;
+    let written = write_atomic_with(dest, |out| {
+        match io::copy(&mut (&mut input).take(body), out) {
+            Ok(n) if n == body => {}
+            Ok(_) => {
+                source_error = Some(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    "the file shrank while copied",
-                ),
-            });
+                    "the file shrank while it was copied",
+                ));
+                return Err(io::Error::other("source unreadable"));
+            }
+            Err(e) => {
+                source_error = Some(e);
+                return Err(io::Error::other("source unreadable"));
+            }
         }
-        let tag_bytes = tag_text.as_bytes();
-        // Tag::parse refused anything over MAX_TAG_BYTES (< u16::MAX).
-        let tag_len = u16::try_from(tag_bytes.len()).map_err(|_| TagFileError::Invalid {
-            path: dest.to_path_buf(),
-            source: TagError::TooLong(tag_bytes.len()),
-        })?;
-        let block_len = (BLOCK_MAGIC.len() + 2 + tag_bytes.len()) as u32;
-        let mut block = Vec::with_capacity(block_len as usize + TRAILER_LEN as usize);
-        block.extend_from_slice(BLOCK_MAGIC);
-        block.extend_from_slice(&tag_len.to_be_bytes());
-        block.extend_from_slice(tag_bytes);
-        block.extend_from_slice(&block_len.to_le_bytes());
-        block.extend_from_slice(TRAILER_MAGIC);
-        out.write_all(&block).map_err(io_error(&tmp))?;
-        out.set_permissions(permissions).map_err(io_error(&tmp))?;
-        out.sync_all().map_err(io_error(&tmp))?;
-        drop(out);
-        fs::rename(&tmp, dest).map_err(io_error(dest))?;
-        sync_dir(dir).map_err(io_error(dir))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        out.write_all(&block)?;
+        out.set_permissions(permissions)
+    });
+    match (written, source_error) {
+        (Ok(()), _) => Ok(parsed),
+        (Err(_), Some(e)) => Err(io_error(source)(e)),
+        (Err(e), None) => Err(io_error(dest)(e)),
     }
-    result.map(|()| parsed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     const TAG: &str = "appguid=org.example.app&appname=Example&needsadmin=prefers";
 

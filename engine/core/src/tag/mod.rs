@@ -205,20 +205,6 @@ const APP_KEYS: [&str; 7] = [
     "installerdata",
 ];
 
-/// The global attributes, lower case (`appguid` aside).
-const GLOBAL_KEYS: [&str; 10] = [
-    "bundlename",
-    "iid",
-    "brand",
-    "client",
-    "lang",
-    "usagestats",
-    "omahaexperiments",
-    "referral",
-    "browser",
-    "flighting",
-];
-
 /// One `key=value` of the tag, as written, with its offset.
 struct Attribute<'a> {
     text: &'a str,
@@ -471,7 +457,6 @@ impl fmt::Display for Tag {
             ("browser", browser.as_deref()),
             ("flighting", flighting.as_deref()),
         ];
-        debug_assert_eq!(globals.len(), GLOBAL_KEYS.len());
         for (k, v) in globals {
             put(f, &mut first, k, v)?;
         }
