@@ -33,6 +33,9 @@ const TICK: Duration = Duration::from_millis(100);
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// The most connections served at once; more are refused at once.
 const MAX_CONNECTIONS: usize = 64;
+/// How long a stopping daemon lets the connections it serves finish
+/// sending their answers.
+const ANSWER_GRACE: Duration = Duration::from_secs(5);
 
 /// Set by SIGTERM or SIGINT.
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
@@ -186,6 +189,8 @@ pub(super) fn run(args: DaemonArgs) -> Result<ExitCode> {
         );
     }
     d.wait_idle();
+    // The operation's reply is sent after it releases the writer lock.
+    d.wait_connections(ANSWER_GRACE);
     log(
         &d.root,
         &format!("daemon {} (pid {}) exits: {why}", d.own, d.pid),

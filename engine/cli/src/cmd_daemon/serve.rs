@@ -173,6 +173,16 @@ impl Daemon {
         drop(lock(&self.writer));
     }
 
+    /// Waits, at most `limit`, for the connections being served to end:
+    /// an answer computed before the daemon stopped (the reply to the
+    /// uninstall that made it stop, say) still reaches its client.
+    pub(super) fn wait_connections(&self, limit: Duration) {
+        let start = Instant::now();
+        while self.connections() > 0 && start.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// A client for one operation, with the daemon's configuration.
     fn client(&self, cancel: Option<Cancel>) -> Result<Client> {
         let mut builder = Client::builder(&self.root).exe(&self.exe);
