@@ -321,12 +321,22 @@ impl ServerProof {
 impl fmt::Display for ServerProof {
     /// The canonical form: lower-case hex, unquoted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}",
-            hex::encode(self.signature.to_der().as_bytes()),
-            hex::encode(self.observed_request_hash)
-        )
+        let der = self.signature.to_der();
+        let mut text = String::with_capacity(2 * (der.len() + 32) + 1);
+        push_hex(&mut text, der.as_bytes());
+        text.push(':');
+        push_hex(&mut text, &self.observed_request_hash);
+        f.write_str(&text)
+    }
+}
+
+/// Appends `bytes` in lower-case hex (a proof is written for every signed
+/// answer; `hex::encode` goes through `char`s one at a time).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
     }
 }
 
@@ -597,7 +607,7 @@ impl CupServer {
     pub fn new(key_id: u32, key: SigningKey) -> Self {
         let verifying_key = *key.verifying_key();
         let fast = ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
-            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
             &key.to_bytes(),
             verifying_key.to_encoded_point(false).as_bytes(),
             &ring::rand::SystemRandom::new(),
@@ -664,6 +674,18 @@ impl CupServer {
         request_body: &[u8],
         response_body: &[u8],
     ) -> Result<String, CupError> {
+        self.sign_response_hashed(params, &sha256(request_body), response_body)
+    }
+
+    /// [`sign_response`](Self::sign_response) for a request whose body the
+    /// caller has hashed already (`observed` is its SHA-256), as a server
+    /// that checks `cup2hreq` before anything else does.
+    pub fn sign_response_hashed(
+        &self,
+        params: &RequestParams,
+        observed: &Sha256Digest,
+        response_body: &[u8],
+    ) -> Result<String, CupError> {
         if params.cup2key.key_id != self.key_id {
             return Err(CupError::KeyIdMismatch {
                 expected: self.key_id,
@@ -673,7 +695,7 @@ impl CupServer {
         if response_body.is_empty() {
             return Err(CupError::EmptyResponse);
         }
-        let observed = sha256(request_body);
+        let observed = *observed;
         if let Some(claimed) = params.cup2hreq
             && claimed != observed
         {
@@ -696,10 +718,11 @@ impl CupServer {
     fn sign_digest(&self, digest: &Sha256Digest) -> Result<Signature, CupError> {
         let signature = match &self.fast {
             Some(pair) => {
-                let der = pair
+                let fixed = pair
                     .sign(&ring::rand::SystemRandom::new(), digest)
                     .map_err(|_| CupError::Signing("ring: the signature failed".into()))?;
-                Signature::from_der(der.as_ref()).map_err(|e| CupError::Signing(e.to_string()))?
+                Signature::from_slice(fixed.as_ref())
+                    .map_err(|e| CupError::Signing(e.to_string()))?
             }
             None => self
                 .key

@@ -157,7 +157,8 @@ impl ServerState {
             _ => None,
         };
         // Refuse what cannot be signed before anything is stored.
-        if let Some(params) = &cup {
+        let observed = cup.as_ref().map(|_| upkeep_core::cup::sha256(body));
+        if let (Some(params), Some(observed)) = (&cup, &observed) {
             if params.cup2key().key_id() != self.cup.key_id() {
                 return Err(HttpError::bad_request(format!(
                     "CUP: key id {} is not this server's ({})",
@@ -167,7 +168,7 @@ impl ServerState {
             }
             if params
                 .cup2hreq()
-                .is_some_and(|claimed| *claimed != upkeep_core::cup::sha256(body))
+                .is_some_and(|claimed| claimed != observed)
             {
                 return Err(HttpError::bad_request(
                     "CUP: cup2hreq is not the SHA-256 of the request body".into(),
@@ -207,10 +208,10 @@ impl ServerState {
         let records = records_of(&request, &format_time(now));
         let response = answer(&view, &request, &base, now);
         let text = response.to_body_in(request.protocol, request.flavor);
-        let proof = match cup {
-            Some(params) => Some(
+        let proof = match (cup, observed) {
+            (Some(params), Some(observed)) => Some(
                 self.cup
-                    .sign_response(&params, body, text.as_bytes())
+                    .sign_response_hashed(&params, &observed, text.as_bytes())
                     .map_err(|e| match e {
                         CupError::Signing(_) => {
                             HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("CUP: {e}"))
@@ -218,7 +219,7 @@ impl ServerState {
                         e => HttpError::bad_request(format!("CUP: {e}")),
                     })?,
             ),
-            None => None,
+            _ => None,
         };
         Ok(PreparedAnswer {
             protocol: request.protocol,

@@ -31,6 +31,7 @@ pub mod dashboard_data;
 pub mod dashboard_http;
 pub mod decision;
 pub mod delegation;
+pub mod dir_watch;
 pub mod error;
 pub mod events;
 pub mod events_postgres;
