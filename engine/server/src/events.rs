@@ -166,9 +166,13 @@ pub struct SqliteEventStore {
     conn: Mutex<Connection>,
 }
 
+/// `id` is the rowid: rows are never deleted, so each new row's id is one
+/// more than the largest and `ORDER BY id` is arrival order, without the
+/// `sqlite_sequence` bookkeeping `AUTOINCREMENT` adds to every insert
+/// (stores created with it keep it and behave the same).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               INTEGER PRIMARY KEY,
     received_at      TEXT NOT NULL,
     kind             TEXT NOT NULL,
     app_id           TEXT NOT NULL,
