@@ -18,7 +18,7 @@ use crate::error::ServerError;
 use crate::stats::{self, AdoptionPoint, SQLITE, StatsBuilder, StatsQuery, VersionStats};
 
 /// One ping or event as received.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {
     /// When the server received it (RFC 3339, UTC).
     pub received_at: String,
@@ -97,11 +97,18 @@ pub fn records_of(request: &Request, received_at: &str) -> Vec<EventRecord> {
             detail: serde_json::Value::Null,
             machine: machine_of(request, app),
         };
+        // The last record of the app takes `base`; the others copy it.
+        let mut left = usize::from(app.ping.is_some()) + app.events.len();
+        let mut base = Some(base);
+        let mut next = || {
+            left = left.saturating_sub(1);
+            if left == 0 { base.take() } else { base.clone() }.unwrap_or_default()
+        };
         if let Some(ping) = &app.ping {
             out.push(EventRecord {
                 kind: "ping".into(),
                 detail: serde_json::to_value(ping).unwrap_or_default(),
-                ..base.clone()
+                ..next()
             });
         }
         for e in &app.events {
@@ -119,7 +126,7 @@ pub fn records_of(request: &Request, received_at: &str) -> Vec<EventRecord> {
                 } else {
                     serde_json::to_value(&e.extra).unwrap_or_default()
                 },
-                ..base.clone()
+                ..next()
             });
         }
     }

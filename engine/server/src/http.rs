@@ -166,10 +166,7 @@ impl ServerState {
                     self.cup.key_id()
                 )));
             }
-            if params
-                .cup2hreq()
-                .is_some_and(|claimed| claimed != observed)
-            {
+            if params.cup2hreq().is_some_and(|claimed| claimed != observed) {
                 return Err(HttpError::bad_request(
                     "CUP: cup2hreq is not the SHA-256 of the request body".into(),
                 ));

@@ -55,13 +55,11 @@ impl Bucket {
         // Rejection sampling keeps the draw uniform over 0..BUCKETS.
         let limit = u16::MAX - u16::MAX % BUCKETS;
         loop {
-            let mut b = [0u8; 2];
-            if getrandom::fill(&mut b).is_err() {
+            let Some(n) = draw16() else {
                 // No randomness at all: every machine in the last bucket,
                 // reached only at 100 %, is the cautious answer.
                 return Bucket(BUCKETS - 1);
-            }
-            let n = u16::from_le_bytes(b);
+            };
             if n < limit {
                 return Bucket(n % BUCKETS);
             }
@@ -395,6 +393,34 @@ fn lock(dir: &Path) -> Result<File, ServerError> {
         .map_err(|e| ServerError::io(&path, e))?;
     file.lock().map_err(|e| ServerError::io(&path, e))?;
     Ok(file)
+}
+
+/// 16 random bits from a per-thread generator seeded once from the
+/// operating system (a bucket needs to be spread evenly, not secret; a
+/// system call per update check showed in the server's profile).
+fn draw16() -> Option<u16> {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+    STATE.with(|state| {
+        let s = match state.get() {
+            Some(s) => s,
+            None => {
+                let mut seed = [0u8; 8];
+                getrandom::fill(&mut seed).ok()?;
+                u64::from_le_bytes(seed)
+            }
+        };
+        // SplitMix64.
+        let s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(Some(s));
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        u16::try_from(z >> 48).ok()
+    })
 }
 
 #[cfg(test)]
