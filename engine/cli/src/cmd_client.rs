@@ -50,6 +50,14 @@ pub struct RegisterArgs {
     #[arg(long, value_name = "NAME")]
     channel: Option<String>,
 
+    /// The brand code, sent as Omaha `brand` with every update check.
+    #[arg(long, value_name = "CODE")]
+    brand: Option<String>,
+
+    /// The app's language, sent as Omaha `lang` with every update check.
+    #[arg(long, value_name = "LANG")]
+    lang: Option<String>,
+
     /// An install data index: when the app is installed (registered at
     /// version 0), the update check asks the server for the install data
     /// under this index and hands its text to the installer plugin as its
@@ -150,6 +158,8 @@ pub fn register(args: RegisterArgs) -> Result<ExitCode> {
     registration.existence = args.existence.map(absolute).transpose()?;
     registration.marker = args.marker;
     registration.channel = args.channel;
+    registration.brand = args.brand;
+    registration.lang = args.lang;
     registration.install_data_index = args.install_data_index;
     registration.post_install_check = args.post_install_check.map(absolute).transpose()?;
     registration.settings = args.settings.into_iter().collect::<BTreeMap<_, _>>();

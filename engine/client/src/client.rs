@@ -260,7 +260,10 @@ impl Client {
             &prefs_path,
             &mut prefs,
             ids,
-            PassOptions::default(),
+            PassOptions {
+                install_source: Some(crate::pass::INSTALL_SOURCE_ON_DEMAND),
+                ..PassOptions::default()
+            },
             observer,
         )?;
         drop(lock);

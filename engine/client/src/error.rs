@@ -361,6 +361,15 @@ pub enum ClientError {
         /// The index.
         index: String,
     },
+    /// A registration's brand or language is empty, too long or has
+    /// control characters.
+    #[error("{field} {value:?}: 1 to 128 characters without control characters")]
+    BadAppAttribute {
+        /// `brand` or `lang`.
+        field: &'static str,
+        /// The value given.
+        value: String,
+    },
     /// A plugin setting's key is empty or has control characters.
     #[error("setting {key:?}: keys are 1 to 128 characters without control characters or '='")]
     BadSetting {

@@ -85,7 +85,7 @@ pub(crate) fn app_info(id: &str, record: &AppRecord) -> types::AppInfo {
         app_id: id.to_owned(),
         version: record.version.to_string(),
         channel: record.channel.clone(),
-        brand: None,
+        brand: record.brand.clone(),
     }
 }
 

@@ -86,6 +86,10 @@ pub(crate) fn attach(
                     .unwrap_or(&entry.version);
                 let mut app = RequestApp::new(entry.app.clone(), version);
                 app.updatecheck = None;
+                if let Some(record) = registered.get(&entry.app) {
+                    app.brand = record.brand.clone();
+                    app.lang = record.lang.clone();
+                }
                 apps.push(app);
                 apps.len() - 1
             }
@@ -168,6 +172,7 @@ impl Reporter<'_> {
         let sent = attach(&prefs.outbox, &prefs.apps, &mut apps);
         let mut builder = RequestBuilder::new(self.config.protocol)
             .updater("upkeep", env!("CARGO_PKG_VERSION"))
+            .os(crate::pass::this_os())
             .sessionid(self.session);
         for app in apps {
             builder = builder.app(app);

@@ -44,13 +44,21 @@ pub struct PassOptions {
     /// When the existence checks forget the last app (all that is left is
     /// upkeep itself), flag the prefs `uninstalling` in the same write.
     pub self_uninstall: bool,
+    /// Why the check runs, sent as each app's Omaha `installsource`:
+    /// `ondemand` when a user or an embedder asked for it, `None` for the
+    /// scheduled checks of a wake.
+    pub install_source: Option<&'static str>,
 }
+
+/// The `installsource` of a check someone asked for.
+pub const INSTALL_SOURCE_ON_DEMAND: &str = "ondemand";
 
 impl Default for PassOptions {
     fn default() -> Self {
         Self {
             check: true,
             self_uninstall: false,
+            install_source: None,
         }
     }
 }
@@ -172,7 +180,8 @@ pub(crate) fn check_and_apply(
     let mut retry_after = None;
     let mut staged = Vec::new();
     if !ids.is_empty() {
-        let (request, sent) = build_request(env.config, prefs, &ids, &session)?;
+        let (request, sent) =
+            build_request(env.config, prefs, &ids, &session, options.install_source)?;
         match update_check::exchange(env.http, &env.config.server, &env.config.cup, &request) {
             Err(e) => {
                 server_answered = e.server_answered();
@@ -279,28 +288,28 @@ fn allows_rollback(config: &Config, id: &str) -> bool {
             .is_none_or(|u| !u.app.eq_ignore_ascii_case(id))
 }
 
-/// The update check request for `ids`: versions, channel, cohort, ping
-/// days, and install data for first installs that ask for it; the
+/// The update check request for `ids`: versions, channel, brand, language,
+/// install source, cohort, ping days, and install data for first installs that ask for it; the
 /// outbox's waiting events ride along.
 fn build_request(
     config: &Config,
     prefs: &Prefs,
     ids: &[String],
     session: &str,
+    install_source: Option<&str>,
 ) -> Result<(upkeep_core::omaha::Request, Sent), ClientError> {
     let mut builder = RequestBuilder::new(config.protocol)
         .updater("upkeep", env!("CARGO_PKG_VERSION"))
-        .os(Os {
-            platform: Some(std::env::consts::OS.to_owned()),
-            arch: Some(std::env::consts::ARCH.to_owned()),
-            ..Os::default()
-        })
+        .os(this_os())
         .sessionid(session);
     let mut apps = Vec::new();
     for id in ids {
         let record = &prefs.apps[id];
         let mut app = RequestApp::new(id.clone(), &record.version);
         app.ap = record.channel.clone();
+        app.brand = record.brand.clone();
+        app.lang = record.lang.clone();
+        app.installsource = install_source.map(str::to_owned);
         app.cohort = record.cohort.clone();
         app.installdate = Some(record.days.install_date_to_send());
         app.ping = Some(record.days.ping(None));
@@ -323,6 +332,32 @@ fn build_request(
         .build()
         .map_err(|e| ClientError::Random(e.to_string()))?;
     Ok((request, sent))
+}
+
+/// The request's `os`: platform, version and architecture.
+pub(crate) fn this_os() -> Os {
+    Os {
+        platform: Some(std::env::consts::OS.to_owned()),
+        version: os_version(),
+        arch: Some(std::env::consts::ARCH.to_owned()),
+        ..Os::default()
+    }
+}
+
+/// The operating system's version as Chromium's updater sends it on Linux:
+/// the kernel release (`uname -r`). `None` where it cannot be read.
+fn os_version() -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty() && s.len() <= 128 && !s.contains(char::is_control))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
 }
 
 fn merge_cohort(record: &mut AppRecord, app: &upkeep_core::omaha::App) {

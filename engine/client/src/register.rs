@@ -39,6 +39,13 @@ pub struct Registration {
     /// The update channel (Omaha `ap`).
     #[serde(default)]
     pub channel: Option<String>,
+    /// The brand code (Omaha `brand`, e.g. from an installer tag), sent
+    /// with every update check of the app.
+    #[serde(default)]
+    pub brand: Option<String>,
+    /// The app's language (Omaha `lang`), sent with every update check.
+    #[serde(default)]
+    pub lang: Option<String>,
     /// The install data index asked for on the first install.
     #[serde(default)]
     pub install_data_index: Option<String>,
@@ -67,6 +74,8 @@ impl Registration {
             existence: None,
             marker: None,
             channel: None,
+            brand: None,
+            lang: None,
             install_data_index: None,
             post_install_check: None,
             settings: BTreeMap::new(),
@@ -110,6 +119,16 @@ impl Client {
                 index: index.clone(),
             });
         }
+        for (field, value) in [("brand", &registration.brand), ("lang", &registration.lang)] {
+            if let Some(value) = value
+                && !valid_text(value)
+            {
+                return Err(ClientError::BadAppAttribute {
+                    field,
+                    value: value.clone(),
+                });
+            }
+        }
         if let Some(key) = registration
             .settings
             .keys()
@@ -139,6 +158,8 @@ impl Client {
         record.existence = existence;
         record.marker = registration.marker;
         record.channel = registration.channel;
+        record.brand = registration.brand;
+        record.lang = registration.lang;
         record.install_data_index = registration.install_data_index;
         record.settings = registration.settings;
         if let Some(p) = &previous {
@@ -159,5 +180,29 @@ impl Client {
             version,
             replaced: previous.is_some(),
         })
+    }
+
+    /// Marks `app` as used since its last active report (Omaha's
+    /// "actives"): the next update check's ping carries `active`, `a` and
+    /// `ad`, and the mark is cleared once the server has answered it. An
+    /// app (or the agent embedding upkeep) calls this when the user uses
+    /// it; marking twice is the same as once. Returns whether the mark was
+    /// new.
+    pub fn mark_active(&self, app: &str, observer: &mut dyn Observer) -> Result<bool, ClientError> {
+        let config = self.config_if_present()?;
+        let (_lock, mut prefs) = lock_and_recover_held(&self.root, config, observer)?;
+        let id = app.to_ascii_lowercase();
+        let Some(record) = prefs.apps.get_mut(&id) else {
+            return Err(ClientError::NotRegistered {
+                app: app.to_owned(),
+                root: self.root.clone(),
+            });
+        };
+        if record.days.active_since {
+            return Ok(false);
+        }
+        record.days.active_since = true;
+        prefs.save(&self.root.join(PREFS_FILE))?;
+        Ok(true)
     }
 }

@@ -73,6 +73,8 @@ pub struct FakeServer {
     pub corrupt: Mutex<BTreeMap<String, Vec<u8>>>,
     /// Every request posted, parsed.
     pub requests: Mutex<Vec<Request>>,
+    /// The `daystart.elapsed_days` answers carry (none unless set).
+    pub elapsed_days: Mutex<Option<i64>>,
 }
 
 impl FakeServer {
@@ -87,6 +89,7 @@ impl FakeServer {
             acknowledge: AtomicBool::new(true),
             corrupt: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(Vec::new()),
+            elapsed_days: Mutex::new(None),
         }
     }
 
@@ -197,6 +200,7 @@ impl FakeServer {
     fn answer(&self, request: &Request) -> Response {
         let offers = self.offers.lock().unwrap();
         let mut response = Response::new(Protocol::Json31);
+        response.daystart.elapsed_days = *self.elapsed_days.lock().unwrap();
         for app in &request.apps {
             let id = app.appid.as_str();
             let installed: Version = app.version.parse().unwrap_or_default();

@@ -114,6 +114,8 @@ impl Client {
             let pass_options = PassOptions {
                 check: checking,
                 self_uninstall: true,
+                // `wake --now` is asked for; a due check is the schedule's.
+                install_source: options.now.then_some(crate::pass::INSTALL_SOURCE_ON_DEMAND),
             };
             report.pass = Some(check_and_apply(
                 &env,

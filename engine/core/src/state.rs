@@ -123,6 +123,12 @@ pub struct AppRecord {
     /// The update channel (Omaha `ap`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
+    /// The brand code the app was installed with (Omaha `brand`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    /// The app's language (Omaha `lang`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
     /// The install data index (Omaha `data name="install" index=...`)
     /// asked for when the app is first installed; the server's text for it
     /// goes to the installer as its installer data.
@@ -162,6 +168,8 @@ impl AppRecord {
             existence: None,
             marker: None,
             channel: None,
+            brand: None,
+            lang: None,
             install_data_index: None,
             cohort: Cohort::default(),
             days: ActivityDays::default(),
@@ -476,6 +484,8 @@ mod tests {
             existence: None,
             marker: None,
             channel: Some("beta".into()),
+            brand: Some("GGLS".into()),
+            lang: None,
             install_data_index: None,
             cohort: Cohort::default(),
             days: ActivityDays::default(),
