@@ -34,6 +34,19 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
 
+/// `upkeep tag write DEST --from SOURCE --tag TAG`.
+fn write_tag(dest: &Path, source: &Path, tag: &str) -> Output {
+    run(&[
+        "tag",
+        "write",
+        path(dest),
+        "--from",
+        path(source),
+        "--tag",
+        tag,
+    ])
+}
+
 #[test]
 fn a_tagged_copy_of_upkeep_runs_and_reads_its_own_tag() {
     let dir = tempfile::tempdir().unwrap();
@@ -82,25 +95,9 @@ fn rewriting_replaces_the_tag_and_raw_prints_it_as_stored() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("setup.bin");
     std::fs::write(&base, b"not really a binary").unwrap();
-    let out = run(&[
-        "tag",
-        "write",
-        path(&base),
-        "--from",
-        path(&base),
-        "--tag",
-        "appguid=first&brand=AAAA",
-    ]);
+    let out = write_tag(&base, &base, "appguid=first&brand=AAAA");
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = run(&[
-        "tag",
-        "write",
-        path(&base),
-        "--from",
-        path(&base),
-        "--tag",
-        "APPGUID=second&APPNAME=Two&appguid=third",
-    ]);
+    let out = write_tag(&base, &base, "APPGUID=second&APPNAME=Two&appguid=third");
     assert!(out.status.success(), "{}", stderr(&out));
     let v = json(&run(&["tag", "read", path(&base)]));
     assert!(v.get("brand").is_none(), "the old tag is gone: {v}");
@@ -135,15 +132,7 @@ fn a_malformed_tag_is_refused_with_its_place_and_nothing_is_written() {
         ("", "empty"),
     ] {
         for dest in [&existing, &fresh] {
-            let out = run(&[
-                "tag",
-                "write",
-                path(dest),
-                "--from",
-                path(&source),
-                "--tag",
-                tag,
-            ]);
+            let out = write_tag(dest, &source, tag);
             assert_eq!(out.status.code(), Some(1), "{tag:?} was accepted");
             assert!(stderr(&out).contains(expected), "{tag:?}: {}", stderr(&out));
         }
@@ -162,15 +151,7 @@ fn a_damaged_tag_block_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("setup.bin");
     std::fs::write(&file, b"payload").unwrap();
-    let out = run(&[
-        "tag",
-        "write",
-        path(&file),
-        "--from",
-        path(&file),
-        "--tag",
-        "appguid=a",
-    ]);
+    let out = write_tag(&file, &file, "appguid=a");
     assert!(out.status.success(), "{}", stderr(&out));
     let mut bytes = std::fs::read(&file).unwrap();
     // The block length in the trailer, pointing before the file's start.
