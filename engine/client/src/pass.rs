@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use upkeep_core::cancel::Cancel;
+use upkeep_core::check_schedule;
 use upkeep_core::http::{HttpClient, HttpTransport};
 use upkeep_core::omaha::{
     AppStatus, DataRequest, EventType, Os, RequestApp, RequestBuilder, Response, UpdateCheckStatus,
@@ -228,7 +229,11 @@ pub(crate) fn check_and_apply(
                     .values()
                     .all(|o| !matches!(o, AppOutcome::Failed { .. }));
                 if all_ok {
-                    prefs.last_check = Some(advance_last_check(prefs.last_check, unix_now()));
+                    let last = Some(advance_last_check(prefs.last_check, unix_now()));
+                    if last != prefs.last_check {
+                        prefs.last_check = last;
+                        prefs.check_spread = Some(check_schedule::draw_spread());
+                    }
                 }
                 let on_disk = Prefs::load(prefs_path)?;
                 if on_disk != *prefs {

@@ -608,3 +608,51 @@ fn an_active_mark_rides_on_the_next_ping_and_is_cleared_by_the_answer() {
     let ping = check(&w).ping.expect("a ping");
     assert_eq!((ping.active, ping.a, ping.ad), (None, None, None));
 }
+
+#[test]
+fn a_scheduled_check_waits_for_the_spread_interval_and_a_check_draws_a_new_spread() {
+    use upkeep_core::check_schedule::{SPREAD_MAX_PERMILLE, SPREAD_MIN_PERMILLE};
+    let w = World::new();
+    w.server
+        .publish(APP, "1.0", &[("app.tar", b"payload one")], None);
+    w.register("0");
+    w.update();
+    let prefs = w.prefs();
+    let spread = prefs.check_spread.expect("a spread drawn with the check");
+    assert!((SPREAD_MIN_PERMILLE..=SPREAD_MAX_PERMILLE).contains(&spread));
+    let sent = w.server.requests.lock().unwrap().len();
+
+    let report = w
+        .client
+        .wake(crate::WakeOptions { now: false }, &mut Recorder::default())
+        .unwrap();
+    assert!(!report.checked, "not due right after a check");
+    assert_eq!(w.server.requests.lock().unwrap().len(), sent);
+    // The testkit's interval is 300 min: the next check is 270 to 360 min
+    // away, as the spread says.
+    let next = report.next_check.expect("when the next check is").as_secs();
+    let expected = 300 * 60 * (1000 + i64::from(spread)) / 1000;
+    let expected = u64::try_from(expected).unwrap();
+    assert!(
+        next <= expected && next + 5 >= expected,
+        "{next} s, expected about {expected} s"
+    );
+
+    // A check that was due (the last one long ago) runs and draws anew.
+    let mut prefs = w.prefs();
+    prefs.last_check = Some(prefs.last_check.unwrap() - 400 * 60);
+    prefs.check_spread = Some(SPREAD_MAX_PERMILLE);
+    prefs.save(&w.client.root().join(PREFS_FILE)).unwrap();
+    let report = w
+        .client
+        .wake(crate::WakeOptions { now: false }, &mut Recorder::default())
+        .unwrap();
+    assert!(report.checked, "due after 400 min");
+    let sent_after = w.server.requests.lock().unwrap();
+    let check = sent_after
+        .iter()
+        .rev()
+        .find(|r| r.apps.iter().any(|a| a.updatecheck.is_some()))
+        .unwrap();
+    assert_eq!(check.apps[0].installsource, None, "a scheduled check");
+}

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use upkeep_core::check_schedule;
 use upkeep_core::lifecycle;
 use upkeep_core::state::PREFS_FILE;
 
@@ -102,9 +103,9 @@ impl Client {
         }
         let now = unix_now();
         let interval = i64::try_from(config.check_interval.as_secs()).unwrap_or(i64::MAX);
-        let due = prefs
-            .last_check
-            .is_none_or(|last| now.saturating_sub(last) >= interval || last > now);
+        let until_due =
+            check_schedule::seconds_until_due(prefs.last_check, now, interval, prefs.check_spread);
+        let due = until_due <= 0;
         let checking = options.now || due;
         report.checked = checking;
         // Existence checks run on every wake; the update check when it is due.
@@ -127,8 +128,7 @@ impl Client {
             )?);
         }
         if !checking && !prefs.uninstalling {
-            let next = prefs.last_check.unwrap_or(now).saturating_add(interval) - now;
-            report.next_check = Some(Duration::from_secs(u64::try_from(next).unwrap_or(0)));
+            report.next_check = Some(Duration::from_secs(u64::try_from(until_due).unwrap_or(0)));
         }
         if prefs.uninstalling {
             observer.notice(&Notice::LastAppGone);

@@ -17,6 +17,7 @@
 pub mod app_id;
 pub mod appdir;
 pub mod cancel;
+pub mod check_schedule;
 pub mod crash;
 pub mod cup;
 pub mod download;

@@ -200,6 +200,11 @@ pub struct Prefs {
     /// When the last update check completed (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check: Option<i64>,
+    /// The spread of the next scheduled check, in thousandths of the check
+    /// interval, drawn whenever `last_check` moves
+    /// ([`crate::check_schedule`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_spread: Option<i16>,
     /// The server asked not to be contacted before this time (Unix seconds,
     /// from a signed `X-Retry-After`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -311,6 +316,7 @@ impl Default for Prefs {
             format: PREFS_FORMAT,
             apps: BTreeMap::new(),
             last_check: None,
+            check_spread: None,
             retry_after_until: None,
             active_version: None,
             swapping: None,
