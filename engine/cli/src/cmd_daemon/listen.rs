@@ -362,28 +362,33 @@ fn handed_socket() -> Result<Option<UnixListener>> {
 }
 
 /// Binds `socket` with `mode`, replacing a stale socket file (one nothing
-/// answers on); refuses when a daemon already listens there. A system
+/// answers on); refuses when a daemon already listens there. The socket
+/// appears at its path with its mode already set. A system
 /// daemon's UpdateService socket is open to every local user (the access
 /// rules decide per request); a per-user daemon's, and every internal
 /// one, to the owner only.
 fn bind(socket: &Path, mode: u32) -> Result<(UnixListener, Bound)> {
-    let listener = match UnixListener::bind(socket) {
-        Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            if UnixStream::connect(socket).is_ok() {
-                bail!("a daemon already listens on {}", socket.display());
-            }
-            std::fs::remove_file(socket)
-                .with_context(|| format!("cannot remove the stale {}", socket.display()))?;
-            UnixListener::bind(socket)
-                .with_context(|| format!("cannot listen on {}", socket.display()))?
-        }
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot listen on {}", socket.display()));
-        }
-    };
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
-        .with_context(|| format!("cannot set the mode of {}", socket.display()))?;
+    if socket.exists() && UnixStream::connect(socket).is_ok() {
+        bail!("a daemon already listens on {}", socket.display());
+    }
+    // Bound under a temporary name, given its mode, then renamed into
+    // place (over a stale socket): the path never names a socket with the
+    // umask's mode, not even for a moment.
+    // (A short name: a socket's path is limited to about 100 bytes.)
+    let staging = socket.with_file_name(format!(".s{}", std::process::id()));
+    let _ = std::fs::remove_file(&staging);
+    let listener = UnixListener::bind(&staging)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    let placed = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot set the mode of {}", socket.display()))
+        .and_then(|()| {
+            std::fs::rename(&staging, socket)
+                .with_context(|| format!("cannot listen on {}", socket.display()))
+        });
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&staging);
+        return Err(e);
+    }
     let meta = std::fs::symlink_metadata(socket)
         .with_context(|| format!("cannot read {}", socket.display()))?;
     let bound = Bound {
