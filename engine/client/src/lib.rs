@@ -52,6 +52,8 @@ mod wake;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]
+mod request_tests;
+#[cfg(test)]
 mod testkit;
 #[cfg(test)]
 mod tests;
