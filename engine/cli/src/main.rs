@@ -14,6 +14,7 @@ mod cmd_repo_stats;
 mod cmd_rollout;
 mod cmd_tag;
 mod cmd_tuf;
+mod exit;
 mod logging;
 mod ops;
 mod remote;
@@ -94,67 +95,8 @@ pub enum ExitCode {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// A reader that went away (`upkeep repo events | head`) ends the output:
-/// `println!` panics on a closed standard output, and that panic is turned
-/// into a quiet exit with the status a shell gives a process killed by
-/// SIGPIPE. Every other panic is reported as before. (Restoring SIGPIPE's
-/// default action instead would also kill the daemon when a client closes
-/// its socket.)
-fn quiet_on_closed_stdout() {
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let message = info.payload_as_str().unwrap_or_default();
-        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(141);
-        }
-        report(info);
-    }));
-}
-
-/// The error and its causes joined by `: `, leaving out a cause whose text
-/// the message says already (errors that write their cause into their own
-/// message and also name it as their source).
-fn error_text(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        if text.is_empty() {
-            text = part;
-        } else if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-    }
-    text
-}
-
-/// Whether a command failed because its reader closed standard output: a
-/// broken pipe in the error and a standard output that is closed (a broken
-/// pipe to anything else is reported as usual).
-fn closed_output(e: &anyhow::Error) -> bool {
-    let broken_pipe = e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    });
-    broken_pipe && stdout_closed()
-}
-
-#[cfg(unix)]
-fn stdout_closed() -> bool {
-    use rustix::event::{PollFd, PollFlags, poll};
-    let stdout = std::io::stdout();
-    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
-    poll(&mut fds, Some(&rustix::event::Timespec::default())).is_ok()
-        && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
-}
-
-#[cfg(not(unix))]
-fn stdout_closed() -> bool {
-    false
-}
-
 fn main() -> std::process::ExitCode {
-    quiet_on_closed_stdout();
+    exit::quiet_on_closed_stdout();
     let cli = Cli::parse();
     logging::init(cli.verbose);
     if let Some(version) = std::env::var_os("UPKEEP_RESTARTED_AS") {
@@ -182,9 +124,9 @@ fn main() -> std::process::ExitCode {
     };
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),
-        Err(e) if closed_output(&e) => std::process::ExitCode::from(141),
+        Err(e) if exit::closed_output(&e) => std::process::ExitCode::from(141),
         Err(e) => {
-            eprintln!("upkeep: error: {}", error_text(&e));
+            eprintln!("upkeep: error: {}", exit::error_text(&e));
             std::process::ExitCode::from(ExitCode::Failed as u8)
         }
     }
@@ -193,19 +135,6 @@ fn main() -> std::process::ExitCode {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
-
-    #[test]
-    fn a_cause_the_message_says_already_is_not_repeated() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
-        let e = anyhow::Error::new(upkeep_core::tag::file::TagFileError::Io {
-            path: "f".into(),
-            source: io,
-        })
-        .context("reading the tag");
-        assert_eq!(super::error_text(&e), "reading the tag: f: gone");
-        let e = anyhow::anyhow!("inner").context("outer");
-        assert_eq!(super::error_text(&e), "outer: inner");
-    }
 
     #[test]
     fn the_command_line_is_well_formed() {
