@@ -45,6 +45,7 @@ impl Observer for Terminal {
             Notice::DownloadFailed { .. } => self.end_bar(),
             Notice::Downloading { .. }
             | Notice::Downloaded { .. }
+            | Notice::OfflinePackageVerified { .. }
             | Notice::InstallerNote { .. } => {
                 self.end_bar();
                 eprintln!("{notice}");

@@ -517,6 +517,9 @@ pub enum ClientError {
         /// The state root.
         root: PathBuf,
     },
+    /// An app install was refused or failed.
+    #[error(transparent)]
+    Install(#[from] crate::app_install::InstallError),
     /// Nothing at all is in the state root.
     #[error("nothing is installed in {} (set up with `upkeep setup`, or register an app)", root.display())]
     EmptyRoot {

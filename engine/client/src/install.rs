@@ -8,6 +8,7 @@ use upkeep_core::appdir;
 use upkeep_core::crash;
 use upkeep_core::omaha::{DataStatus, UpdateCheck, split_args};
 use upkeep_core::state::{AppRecord, PluginRef};
+use upkeep_core::update_check::install_action;
 use upkeep_core::version::Version;
 use upkeep_plugin_host::bindings::{installer, qualifier, types};
 use upkeep_plugin_host::{InstallInput, QualifyInput};
@@ -60,13 +61,16 @@ pub(crate) fn installer_data(
     None
 }
 
-/// The installer arguments of an offer: the 3.x manifest's, else the first
-/// 4.0 operation's that has some; quoted as the server writes them.
+/// The installer arguments of an offer: the 3.1 manifest's, else its
+/// `install` action's (3.0 XML and offline manifests put them there), else
+/// the first 4.0 operation's that has some; quoted as the server writes
+/// them.
 fn installer_arguments(check: &UpdateCheck) -> Result<Vec<String>, UpdateError> {
     let text = check
         .manifest
         .as_ref()
         .and_then(|m| m.arguments.as_deref())
+        .or_else(|| install_action(check).and_then(|a| a.arguments.as_deref()))
         .or_else(|| {
             check
                 .pipelines

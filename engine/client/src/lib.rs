@@ -17,6 +17,7 @@
 
 #[cfg(unix)]
 pub mod access;
+mod app_install;
 mod apply;
 mod client;
 mod commit;
@@ -31,6 +32,7 @@ mod install;
 pub mod ipc;
 pub mod lifecycle;
 pub mod observer;
+mod offline_copy;
 mod outbox;
 mod pass;
 #[cfg(unix)]
@@ -50,6 +52,8 @@ mod uninstall;
 mod wake;
 
 #[cfg(test)]
+mod install_tests;
+#[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]
 mod request_tests;
@@ -58,6 +62,7 @@ mod testkit;
 #[cfg(test)]
 mod tests;
 
+pub use app_install::{InstallError, InstallFrom, Installed};
 pub use client::{Client, ClientBuilder, Selection};
 pub use config::{Config, UpdaterMode};
 pub use error::{ClientError, UpdateError};

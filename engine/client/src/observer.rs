@@ -128,6 +128,16 @@ pub enum Notice {
         /// It was already in place from an earlier run, verified.
         reused: bool,
     },
+    /// A package of an offline install was copied from the offline folder
+    /// and matched the manifest's size and SHA-256.
+    OfflinePackageVerified {
+        /// The app.
+        app: String,
+        /// The package's file name.
+        file: String,
+        /// Its length.
+        bytes: u64,
+    },
     /// A download failed (the error is in the pass report).
     DownloadFailed {
         /// The app.
@@ -231,6 +241,12 @@ impl std::fmt::Display for Notice {
                         took.as_secs_f64()
                     )
                 }
+            }
+            Notice::OfflinePackageVerified { app, file, bytes } => {
+                write!(
+                    f,
+                    "{app}: {file} copied from the offline folder and verified ({bytes} bytes)"
+                )
             }
             Notice::DownloadFailed { app, file } => write!(f, "{app}: download of {file} failed"),
             Notice::InstallerNote {

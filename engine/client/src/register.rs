@@ -106,6 +106,37 @@ impl Client {
         registration: Registration,
         observer: &mut dyn Observer,
     ) -> Result<Registered, ClientError> {
+        let (id, mut record) = self.record_of(registration)?;
+        let config = self.config_if_present()?;
+        let (_lock, mut prefs) = lock_and_recover_held(&self.root, config, observer)?;
+        let previous = prefs.apps.get(&id).cloned();
+        let version = record.version.clone();
+        if let Some(p) = &previous {
+            record.cohort = p.cohort.clone();
+            record.days = p.days.clone();
+            record.registered_at = p.registered_at;
+            record.updated_at = p.updated_at;
+            // The kept version stays usable only while the registration
+            // names the same installed version.
+            if p.version == version {
+                record.previous_version = p.previous_version.clone();
+            }
+        }
+        prefs.apps.insert(id.clone(), record);
+        prefs.save(&self.root.join(PREFS_FILE))?;
+        Ok(Registered {
+            app: id,
+            version,
+            replaced: previous.is_some(),
+        })
+    }
+
+    /// The app id and record a registration makes, every field checked
+    /// and every plugin loaded and hashed; nothing is stored.
+    pub(crate) fn record_of(
+        &self,
+        registration: Registration,
+    ) -> Result<(String, AppRecord), ClientError> {
         let id = check_app_id(&registration.app)?;
         let install_dir = std::path::absolute(&registration.install_dir)
             .map_err(ClientError::io("cannot resolve", &registration.install_dir))?;
@@ -148,11 +179,7 @@ impl Client {
             .as_deref()
             .map(|p| plugins.identify(p, Role::PostInstallCheck))
             .transpose()?;
-        let config = self.config_if_present()?;
-        let (_lock, mut prefs) = lock_and_recover_held(&self.root, config, observer)?;
-        let previous = prefs.apps.get(&id).cloned();
-        let version = registration.version;
-        let mut record = AppRecord::new(version.clone(), install_dir, unix_now());
+        let mut record = AppRecord::new(registration.version, install_dir, unix_now());
         record.installer = Some(installer);
         record.post_install_check = post_install_check;
         record.existence = existence;
@@ -162,24 +189,7 @@ impl Client {
         record.lang = registration.lang;
         record.install_data_index = registration.install_data_index;
         record.settings = registration.settings;
-        if let Some(p) = &previous {
-            record.cohort = p.cohort.clone();
-            record.days = p.days.clone();
-            record.registered_at = p.registered_at;
-            record.updated_at = p.updated_at;
-            // The kept version stays usable only while the registration
-            // names the same installed version.
-            if p.version == version {
-                record.previous_version = p.previous_version.clone();
-            }
-        }
-        prefs.apps.insert(id.clone(), record);
-        prefs.save(&self.root.join(PREFS_FILE))?;
-        Ok(Registered {
-            app: id,
-            version,
-            replaced: previous.is_some(),
-        })
+        Ok((id, record))
     }
 
     /// Marks `app` as used since its last active report (Omaha's

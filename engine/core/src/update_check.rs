@@ -17,7 +17,8 @@ use std::time::Duration;
 use crate::cup::{CupClient, CupError, ETAG_HEADER, SERVER_PROOF_HEADER};
 use crate::http::{HttpClient, HttpError, ReadError, read_capped};
 use crate::omaha::{
-    OperationType, ProtocolError, Request, Response, UpdateCheck, parse_response, parse_retry_after,
+    Action, OperationType, ProtocolError, Request, Response, UpdateCheck, parse_response,
+    parse_retry_after,
 };
 use crate::tuf::TargetInfo;
 use crate::version::Version;
@@ -236,7 +237,9 @@ pub struct AgreedFile {
     pub sha256: [u8; 32],
 }
 
-fn plain_file_name(name: &str) -> bool {
+/// Whether `name` is a plain file name: no directory part, not hidden, no
+/// control characters.
+pub(crate) fn plain_file_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
@@ -245,9 +248,21 @@ fn plain_file_name(name: &str) -> bool {
         && !name.chars().any(char::is_control)
 }
 
-fn hex_sha256(text: Option<&str>) -> Option<String> {
+/// `text` as a lower-case hex SHA-256, when it is one.
+pub(crate) fn hex_sha256(text: Option<&str>) -> Option<String> {
     let t = text?.trim().to_ascii_lowercase();
     (t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())).then_some(t)
+}
+
+/// The `install` action of an update check: in the 3.0 manifest, else
+/// among the 3.1 update check's actions.
+pub fn install_action(check: &UpdateCheck) -> Option<&Action> {
+    check
+        .manifest
+        .iter()
+        .flat_map(|m| m.actions.iter())
+        .chain(check.actions.iter())
+        .find(|a| a.event.as_deref() == Some("install"))
 }
 
 /// The packages of an `ok` update check: 3.x manifest packages (URLs are
