@@ -30,13 +30,28 @@ pub struct RegisterArgs {
     #[arg(long = "version", id = "app_version", value_name = "VERSION")]
     version: String,
 
+    #[command(flatten)]
+    how: AppArgs,
+
+    /// Run here, not through the daemon that serves the state root.
+    #[arg(long)]
+    in_process: bool,
+
+    #[command(flatten)]
+    state: StateArgs,
+}
+
+/// How an app is installed and checked: what `register` and `install`
+/// both take.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct AppArgs {
     /// The app's install directory (handed read-write to the installer).
     #[arg(long, value_name = "DIR")]
-    install_dir: PathBuf,
+    pub(crate) install_dir: PathBuf,
 
     /// The installer plugin (.wasm, installer world).
     #[arg(long, value_name = "PLUGIN")]
-    installer: PathBuf,
+    pub(crate) installer: PathBuf,
 
     /// An existence-checker plugin (.wasm, existence-checker world).
     #[arg(long, value_name = "PLUGIN")]
@@ -48,22 +63,22 @@ pub struct RegisterArgs {
 
     /// The update channel (sent as Omaha `ap`).
     #[arg(long, value_name = "NAME")]
-    channel: Option<String>,
+    pub(crate) channel: Option<String>,
 
     /// The brand code, sent as Omaha `brand` with every update check.
     #[arg(long, value_name = "CODE")]
-    brand: Option<String>,
+    pub(crate) brand: Option<String>,
 
     /// The app's language, sent as Omaha `lang` with every update check.
     #[arg(long, value_name = "LANG")]
-    lang: Option<String>,
+    pub(crate) lang: Option<String>,
 
     /// An install data index: when the app is installed (registered at
     /// version 0), the update check asks the server for the install data
     /// under this index and hands its text to the installer plugin as its
     /// installer data.
     #[arg(long, value_name = "INDEX")]
-    install_data_index: Option<String>,
+    pub(crate) install_data_index: Option<String>,
 
     /// A post-install check (.wasm, qualifier world): run on every freshly
     /// installed version (mounted read-only at /app) before `current`
@@ -75,13 +90,31 @@ pub struct RegisterArgs {
     /// check (repeat for more).
     #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
     settings: Vec<(String, String)>,
+}
 
-    /// Run here, not through the daemon that serves the state root.
-    #[arg(long)]
-    in_process: bool,
-
-    #[command(flatten)]
-    state: StateArgs,
+impl AppArgs {
+    /// The registration of `app` at `version` these arguments describe,
+    /// its paths made absolute.
+    pub(crate) fn registration(self, app: String, version: Version) -> Result<Registration> {
+        let absolute = |p: PathBuf| {
+            std::path::absolute(&p).with_context(|| format!("cannot resolve {}", p.display()))
+        };
+        let mut registration = Registration::new(
+            app,
+            version,
+            absolute(self.install_dir)?,
+            absolute(self.installer)?,
+        );
+        registration.existence = self.existence.map(absolute).transpose()?;
+        registration.marker = self.marker;
+        registration.channel = self.channel;
+        registration.brand = self.brand;
+        registration.lang = self.lang;
+        registration.install_data_index = self.install_data_index;
+        registration.post_install_check = self.post_install_check.map(absolute).transpose()?;
+        registration.settings = self.settings.into_iter().collect::<BTreeMap<_, _>>();
+        Ok(registration)
+    }
 }
 
 fn parse_setting(s: &str) -> Result<(String, String), String> {
@@ -146,23 +179,7 @@ pub fn register(args: RegisterArgs) -> Result<ExitCode> {
         .version
         .parse()
         .with_context(|| format!("--version {:?} is not a version", args.version))?;
-    let absolute = |p: PathBuf| {
-        std::path::absolute(&p).with_context(|| format!("cannot resolve {}", p.display()))
-    };
-    let mut registration = Registration::new(
-        args.app,
-        version,
-        absolute(args.install_dir)?,
-        absolute(args.installer)?,
-    );
-    registration.existence = args.existence.map(absolute).transpose()?;
-    registration.marker = args.marker;
-    registration.channel = args.channel;
-    registration.brand = args.brand;
-    registration.lang = args.lang;
-    registration.install_data_index = args.install_data_index;
-    registration.post_install_check = args.post_install_check.map(absolute).transpose()?;
-    registration.settings = args.settings.into_iter().collect::<BTreeMap<_, _>>();
+    let registration = args.how.registration(args.app, version)?;
     let request = Request::Register {
         registration: Box::new(registration.clone()),
     };

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod cmd_client;
 mod cmd_daemon;
 mod cmd_demo;
+mod cmd_install;
 mod cmd_lifecycle;
 mod cmd_omaha;
 mod cmd_plugin;
@@ -52,6 +53,9 @@ enum Command {
     Repo(cmd_repo::RepoArgs),
     /// Register an installed (or to-be-installed) app with this client: id, version, install dir, plugins.
     Register(cmd_client::RegisterArgs),
+    /// Install an app that is not here yet: register it and install its newest release in one step, from the
+    /// update server or an offline folder, as --app or an installer tag says.
+    Install(cmd_install::InstallArgs),
     /// Check the update server for every registered app (or one), then download, verify and install updates.
     ///
     /// Exit status 0 when every app is up to date or was updated, 1 otherwise.
@@ -112,6 +116,7 @@ fn main() -> std::process::ExitCode {
         Command::Tuf(args) => cmd_tuf::run(args).map(|()| ExitCode::Ok),
         Command::Repo(args) => cmd_repo::run(args).map(|()| ExitCode::Ok),
         Command::Register(args) => cmd_client::register(args),
+        Command::Install(args) => cmd_install::run(args),
         Command::Update(args) => cmd_client::update(args),
         Command::Rollback(args) => cmd_client::rollback(args),
         Command::Remove(args) => cmd_client::remove(args),

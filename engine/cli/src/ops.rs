@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
-use upkeep_client::{Client, Observer, Registration, Selection, UninstallOutcome};
+use upkeep_client::{Client, InstallFrom, Observer, Registration, Selection, UninstallOutcome};
 use upkeep_core::version::Version;
 
 use crate::render::{Rendered, render_pass};
@@ -44,6 +44,40 @@ pub(crate) fn register(
             client.root().display()
         ),
         json!({"app": done.app, "version": done.version, "replaced": done.replaced}),
+    ))
+}
+
+/// `install`: one app.
+pub(crate) fn install(
+    client: &Client,
+    registration: Registration,
+    from: InstallFrom,
+    observer: &mut dyn Observer,
+) -> Result<Rendered> {
+    let done = client.install(registration, from, observer)?;
+    let (source, offline_dir) = match &done.from {
+        InstallFrom::Server => ("the update server".to_owned(), None),
+        InstallFrom::Offline(dir) => (format!("the offline folder {}", dir.display()), Some(dir)),
+    };
+    let packages: Vec<Value> = done
+        .packages
+        .iter()
+        .map(|(name, bytes)| json!({"name": name, "bytes": bytes}))
+        .collect();
+    Ok(Rendered::line(
+        format!(
+            "installed {} {} from {source} in {}",
+            done.app,
+            done.version,
+            client.root().display()
+        ),
+        json!({
+            "app": done.app,
+            "version": done.version,
+            "offline_dir": offline_dir,
+            "packages": packages,
+            "root": client.root(),
+        }),
     ))
 }
 

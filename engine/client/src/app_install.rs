@@ -101,7 +101,9 @@ pub enum InstallError {
         found: String,
     },
     /// The server offers no release of the app.
-    #[error("the update server offers no release of {app} to install")]
+    #[error(
+        "the update server offers no release of {app} to install (it answered that there is no update for this machine, channel and version 0)"
+    )]
     NothingOffered {
         /// The app.
         app: String,

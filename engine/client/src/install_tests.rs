@@ -193,10 +193,8 @@ fn a_failing_installer_leaves_the_app_unregistered() {
     *w.plugins.install_fails.lock().unwrap() = Some((7, "disk full".into()));
     let before = prefs_bytes(&w);
     match install(&w, InstallFrom::Offline(dir)) {
-        Err(ClientError::Install(InstallError::Failed {
-            source,
-            ..
-        })) if matches!(*source, UpdateError::InstallerFailed { .. }) => {}
+        Err(ClientError::Install(InstallError::Failed { source, .. }))
+            if matches!(*source, UpdateError::InstallerFailed { .. }) => {}
         other => panic!("{other:?}"),
     }
     assert_eq!(prefs_bytes(&w), before);

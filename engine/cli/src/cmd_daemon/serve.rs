@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::{Value, json};
-use upkeep_client::Client;
 use upkeep_client::access::AccessPolicy;
 use upkeep_client::ipc::{
     self, InternalRequest, LineError, LineReader, PROTOCOL, Relay, Request, parse_request,
 };
 use upkeep_client::peer::Peer;
 use upkeep_client::statelog::log;
+use upkeep_client::{Client, InstallFrom, Registration};
 use upkeep_core::cancel::Cancel;
 use upkeep_core::version::Version;
 
@@ -432,23 +432,41 @@ fn run_op(client: &Client, request: Request, relay: &mut Relay<UnixStream>) -> R
             Ok(rendered)
         }
         Request::Register { registration } => {
-            let r = &*registration;
-            let paths = [Some(&r.install_dir), Some(&r.installer)]
-                .into_iter()
-                .chain([r.existence.as_ref(), r.post_install_check.as_ref()]);
-            if let Some(relative) = paths.flatten().find(|p| !p.is_absolute()) {
-                anyhow::bail!(
-                    "refused: {} is a relative path; a registration sent to the daemon names absolute paths",
-                    relative.display()
-                );
-            }
+            absolute_paths(&registration, None)?;
             ops::register(client, *registration, relay)
+        }
+        Request::Install {
+            registration,
+            offline_dir,
+        } => {
+            absolute_paths(&registration, offline_dir.as_ref())?;
+            let from = offline_dir.map_or(InstallFrom::Server, InstallFrom::Offline);
+            ops::install(client, *registration, from, relay)
         }
         Request::Rollback { app } => ops::rollback(client, &app, relay),
         Request::Remove { app } => ops::remove(client, &app, relay),
         Request::Uninstall {} => ops::uninstall(client, relay),
         other => anyhow::bail!("{} is not an operation of its own", other.name()),
     }
+}
+
+/// Refuses a registration (and offline folder) naming a relative path: the
+/// daemon's working directory is not the caller's.
+fn absolute_paths(r: &Registration, offline_dir: Option<&PathBuf>) -> Result<()> {
+    let paths = [Some(&r.install_dir), Some(&r.installer)]
+        .into_iter()
+        .chain([
+            r.existence.as_ref(),
+            r.post_install_check.as_ref(),
+            offline_dir,
+        ]);
+    if let Some(relative) = paths.flatten().find(|p| !p.is_absolute()) {
+        anyhow::bail!(
+            "refused: {} is a relative path; a request sent to the daemon names absolute paths",
+            relative.display()
+        );
+    }
+    Ok(())
 }
 
 /// Runs `<exe> wake --in-process` and reports how it went (its exit

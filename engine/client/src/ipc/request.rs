@@ -47,6 +47,15 @@ pub enum Request {
         /// The registration; its paths absolute.
         registration: Box<Registration>,
     },
+    /// Register an app and install it (`upkeep install`): from the update
+    /// server, or from an offline folder on the daemon's machine.
+    Install {
+        /// The registration; its paths absolute.
+        registration: Box<Registration>,
+        /// The offline folder (absolute); the update server when absent.
+        #[serde(default)]
+        offline_dir: Option<std::path::PathBuf>,
+    },
     /// Point an app back at its kept version (`upkeep rollback`).
     Rollback {
         /// The app.
@@ -127,6 +136,7 @@ impl Request {
             Request::Wake { .. } => "wake",
             Request::Update { .. } => "update",
             Request::Register { .. } => "register",
+            Request::Install { .. } => "install",
             Request::Rollback { .. } => "rollback",
             Request::Remove { .. } => "remove",
             Request::Uninstall {} => "uninstall",
@@ -140,6 +150,7 @@ impl Request {
             Request::Ping {} | Request::Status { .. } | Request::Cancel {} => Access::Read,
             Request::Wake { .. } | Request::Update { .. } => Access::Update,
             Request::Register { .. }
+            | Request::Install { .. }
             | Request::Rollback { .. }
             | Request::Remove { .. }
             | Request::Uninstall {} => Access::Admin,
@@ -259,7 +270,11 @@ mod tests {
                 json: false,
             },
             Request::Register {
+                registration: Box::new(registration.clone()),
+            },
+            Request::Install {
                 registration: Box::new(registration),
+                offline_dir: Some("/media/offline".into()),
             },
             Request::Rollback { app: "a".into() },
             Request::Remove { app: "a".into() },
