@@ -293,36 +293,46 @@ impl Run<'_, '_> {
                 });
             copied.push((package.name.clone(), bytes));
         }
-        let data = record.install_data_index.as_deref().and_then(|index| {
-            let text = offline::install_data(&manifest, id, index);
-            if text.is_none() {
-                self.observer.warning(&Warning::app(
-                    id,
-                    format!(
-                        "the offline manifest has no {INSTALL_DATA} data for index {index:?}; installing without installer data"
-                    ),
-                ));
+        // From here on a failure also takes the copied packages away.
+        let mut install_copied = || -> Result<(), InstallError> {
+            let data = record.install_data_index.as_deref().and_then(|index| {
+                let text = offline::install_data(&manifest, id, index);
+                if text.is_none() {
+                    self.observer.warning(&Warning::app(
+                        id,
+                        format!(
+                            "the offline manifest has no {INSTALL_DATA} data for index {index:?}; installing without installer data"
+                        ),
+                    ));
+                }
+                text
+            });
+            let failed = |source| InstallError::Failed {
+                app: id.to_owned(),
+                version: Some(version.clone()),
+                source: Box::new(source),
+            };
+            self.install(id, record, offer.check, version, &payload_dir, data)
+                .map_err(failed)?;
+            let mut done = Recorded::new(
+                id,
+                event(kind_for(record), None, &record.version, Some(version)),
+            );
+            done.duration_ms = Some(duration_ms(started.elapsed()));
+            let update = Update {
+                events: vec![done.into_entry(version.clone(), &self.session)],
+                record: record.clone(),
+            };
+            self.commit(prefs_path, prefs, id, record, update, version)
+                .map_err(failed)?;
+            Ok(())
+        };
+        match install_copied() {
+            Ok(()) => Ok((version.clone(), copied)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&payload_dir);
+                Err(e)
             }
-            text
-        });
-        let failed = |source| InstallError::Failed {
-            app: id.to_owned(),
-            version: Some(version.clone()),
-            source: Box::new(source),
-        };
-        self.install(id, record, offer.check, version, &payload_dir, data)
-            .map_err(failed)?;
-        let mut done = Recorded::new(
-            id,
-            event(kind_for(record), None, &record.version, Some(version)),
-        );
-        done.duration_ms = Some(duration_ms(started.elapsed()));
-        let update = Update {
-            events: vec![done.into_entry(version.clone(), &self.session)],
-            record: record.clone(),
-        };
-        self.commit(prefs_path, prefs, id, record, update, version)
-            .map_err(failed)?;
-        Ok((version.clone(), copied))
+        }
     }
 }
