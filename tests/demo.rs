@@ -34,6 +34,9 @@ fn the_demo_installs_updates_and_reports() {
         "the app says: hello from org.example.hello 3.0",
         "the app says: hello from org.example.hello 2.0 (rolled back",
         "org.example.hello 3.0: rollout pulled, ",
+        "installed org.example.notes 1.0 from the offline folder",
+        "the app says: hello from org.example.notes 1.0",
+        "org.example.notes: up to date at 1.0",
         "exits: asked to stop (SIGTERM)",
         "demo complete",
     ] {

@@ -200,7 +200,14 @@ fn a_failing_installer_leaves_the_app_unregistered() {
     assert_eq!(prefs_bytes(&w), before);
     assert!(w.current().is_none());
     // The copied packages went with it.
-    assert!(!w.client.root().join("downloads").join(APP).join("1.2").exists());
+    assert!(
+        !w.client
+            .root()
+            .join("downloads")
+            .join(APP)
+            .join("1.2")
+            .exists()
+    );
 }
 
 #[test]

@@ -17,6 +17,7 @@ use clap::Args;
 
 use crate::ExitCode;
 
+mod offline;
 mod rollout;
 
 const APP: &str = "org.example.hello";
@@ -147,7 +148,7 @@ impl Demo {
 
     /// Builds the payload of `version` and adds it to the repository.
     fn publish(&self, repo: &Path, version: &str) -> Result<PathBuf> {
-        let payload = write_payload(&self.path(&format!("vendor/build-{version}")), version)?;
+        let payload = write_payload(&self.path(&format!("vendor/build-{version}")), APP, version)?;
         let args = [
             os("repo"),
             os("add"),
@@ -280,8 +281,9 @@ fn os(s: &str) -> &std::ffi::OsStr {
     std::ffi::OsStr::new(s)
 }
 
-/// Writes `hello-VERSION.tar.gz`: a script, a VERSION file and notes.
-fn write_payload(dir: &Path, version: &str) -> Result<PathBuf> {
+/// Writes `hello-VERSION.tar.gz` of `app`: a script, a VERSION file and
+/// notes.
+fn write_payload(dir: &Path, app: &str, version: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("hello-{version}.tar.gz"));
     let file =
@@ -301,7 +303,7 @@ fn write_payload(dir: &Path, version: &str) -> Result<PathBuf> {
     add(
         "bin/hello",
         0o755,
-        format!("#!/bin/sh\necho \"hello from {APP} {version}\"\n").as_bytes(),
+        format!("#!/bin/sh\necho \"hello from {app} {version}\"\n").as_bytes(),
     )?;
     add("VERSION", 0o644, format!("{version}\n").as_bytes())?;
     add(
@@ -482,6 +484,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
 
     rollout::run(&mut d, &repo, &state, &install, &update)?;
     rollout::dashboard(&mut d, &server.url)?;
+
+    offline::run(&mut d, &repo, &state, &update)?;
 
     d.step("What the telemetry sink recorded on the machine");
     let sink = state.join("telemetry/telemetry-jsonl/events.jsonl");
