@@ -83,7 +83,15 @@ fn an_offline_folder_installs_with_the_server_stopped_and_is_reported_later() {
         stdout.contains(&format!("installed {APP} 1.5 from the offline folder")),
         "{stdout}"
     );
-    assert!(text(&out.stderr).contains("app.tar.gz copied from the offline folder and verified"));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("app.tar.gz copied from the offline folder and verified"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("installer data also read from /installer-data/installerdata"),
+        "{stderr}"
+    );
     let current = w.install_dir(APP).join("current");
     assert_eq!(
         std::fs::read_to_string(current.join("alpha.txt")).unwrap(),

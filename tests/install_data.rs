@@ -85,6 +85,14 @@ fn install_data_reaches_the_installer_in_3_1_and_4_0() {
             "{protocol}: {}",
             text(&out.stderr)
         );
+        // The installer also found it as a file in its sandbox, after a
+        // byte-order mark, the same text.
+        assert!(
+            text(&out.stderr)
+                .contains("installer data also read from /installer-data/installerdata"),
+            "{protocol}: {}",
+            text(&out.stderr)
+        );
         assert_eq!(
             installed(&w, "current/alpha.txt").as_deref(),
             Some("alpha 1.0\n")

@@ -672,6 +672,24 @@ impl PluginHost {
         if let Some(p) = &input.payload_dir {
             offers.push(offer("payload", p, Access::ReadOnly));
         }
+        // Installer data as a file, only for an installer that asks for it;
+        // the directory is removed when this call returns.
+        let data_dir = match &input.installer_data {
+            Some(text) if plugin.manifest.requested("installer-data").is_some() => Some(
+                crate::installer_data::installer_data_dir(text).map_err(|e| {
+                    PluginError::Mount {
+                        plugin: plugin.name().into(),
+                        mount: "installer-data".into(),
+                        path: std::env::temp_dir(),
+                        reason: e.to_string(),
+                    }
+                })?,
+            ),
+            _ => None,
+        };
+        if let Some(d) = &data_dir {
+            offers.push(offer("installer-data", d.path(), Access::ReadOnly));
+        }
         let (mut store, mounted) = self.new_store(plugin, &offers, options)?;
         let request = installer::InstallRequest {
             operation: input.operation,

@@ -32,6 +32,7 @@ pub mod config;
 pub mod error;
 mod host;
 pub mod inspect;
+pub mod installer_data;
 pub mod manifest;
 pub mod state;
 mod ticker;

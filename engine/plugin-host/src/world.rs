@@ -32,6 +32,12 @@ pub struct Mount {
     pub max_access: Access,
 }
 
+/// Where an installer finds its installer data as a file.
+pub const INSTALLER_DATA_DIR: &str = "/installer-data";
+
+/// The file's name inside [`INSTALLER_DATA_DIR`].
+pub const INSTALLER_DATA_FILE: &str = "installerdata";
+
 const APP_RO: Mount = Mount {
     name: "app",
     guest_path: "/app",
@@ -67,7 +73,10 @@ impl World {
         }
     }
 
-    /// The directories this world's calls may mount.
+    /// The directories this world's calls may mount. An installer's
+    /// `installer-data` mount holds one file, [`INSTALLER_DATA_FILE`]: the
+    /// call's installer data, UTF-8 with a byte-order mark as Omaha writes
+    /// it; mounted only when the call has installer data.
     pub fn mounts(self) -> &'static [Mount] {
         match self {
             World::Qualifier | World::ExistenceChecker => &[APP_RO],
@@ -81,6 +90,11 @@ impl World {
                     name: "install",
                     guest_path: "/install",
                     max_access: Access::ReadWrite,
+                },
+                Mount {
+                    name: "installer-data",
+                    guest_path: INSTALLER_DATA_DIR,
+                    max_access: Access::ReadOnly,
                 },
             ],
             World::TelemetrySink => &[Mount {

@@ -13,7 +13,10 @@
 //! - Installer data (Omaha install data the update engine got from the
 //!   server, for a first install) is written to `installerdata` in the
 //!   install directory, mode 0644, and recorded like the unpacked entries.
-//!   Without installer data no such file is written.
+//!   Without installer data no such file is written. The host also mounts
+//!   it as `/installer-data/installerdata` (UTF-8 with a byte-order mark,
+//!   as Omaha hands it to installers); the plugin checks that the file and
+//!   the string agree, so both ways in are exercised.
 //!
 //! Arguments: `--archive NAME` picks the archive inside the payload when it
 //! holds several; `--max-bytes N` caps the unpacked size (default 8 GiB).
@@ -28,6 +31,7 @@ use upkeep_plugin_sdk::{InstallError, InstallRequest, InstallSuccess, Installer,
 const ROOT: &str = "/install";
 const RECORD: &str = ".upkeep-install-archive";
 const INSTALLER_DATA: &str = "installerdata";
+const INSTALLER_DATA_FILE: &str = "/installer-data/installerdata";
 const DEFAULT_MAX_BYTES: u64 = 8 << 30;
 
 /// Installer error codes, reported in the Omaha event's `errorcode`.
@@ -40,6 +44,7 @@ mod code {
     pub const TOO_LARGE: i32 = 22;
     pub const WRITE_FAILED: i32 = 30;
     pub const RECORD_FAILED: i32 = 31;
+    pub const INSTALLER_DATA_DIFFERS: i32 = 40;
 }
 
 struct InstallArchive;
@@ -446,9 +451,11 @@ fn install(request: &InstallRequest) -> Result<InstallSuccess, InstallError> {
     let unpacked = match kind {
         Kind::Tar => unpack_tar(&archive, &mut u),
         Kind::Zip => unpack_zip(&archive, &mut u),
-    }
-    .and_then(|()| match request.installer_data.as_deref() {
+    };
+    let mut data_file_read = false;
+    let unpacked = unpacked.and_then(|()| match request.installer_data.as_deref() {
         Some(data) => {
+            data_file_read = check_installer_data_file(data)?;
             info!("writing {} bytes of installer data to {INSTALLER_DATA}", data.len());
             u.file(Path::new(INSTALLER_DATA), Some(0o644), &mut data.as_bytes())
         }
@@ -466,12 +473,32 @@ fn install(request: &InstallRequest) -> Result<InstallSuccess, InstallError> {
     write_record(&u.installed)?;
     Ok(InstallSuccess {
         message: Some(format!(
-            "unpacked {} entries ({} bytes) into the install directory{}",
+            "unpacked {} entries ({} bytes) into the install directory{}{}",
             u.installed.len(),
             u.written,
-            if removed > 0 { format!("; removed {removed} left from the previous version") } else { String::new() }
+            if removed > 0 { format!("; removed {removed} left from the previous version") } else { String::new() },
+            if data_file_read { format!("; installer data also read from {INSTALLER_DATA_FILE}") } else { String::new() }
         )),
     })
+}
+
+/// The installer data file the host mounts must hold `data` after a
+/// UTF-8 byte-order mark. A host that mounts no such file is fine.
+/// Whether the file was there.
+fn check_installer_data_file(data: &str) -> Result<bool, InstallError> {
+    let bytes = match fs::read(INSTALLER_DATA_FILE) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(fail(code::INSTALLER_DATA_DIFFERS, format!("cannot read {INSTALLER_DATA_FILE}: {e}"))),
+    };
+    match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+        Some(text) if text == data.as_bytes() => {
+            info!("{INSTALLER_DATA_FILE} holds the same installer data, after a byte-order mark");
+            Ok(true)
+        }
+        Some(_) => Err(fail(code::INSTALLER_DATA_DIFFERS, format!("{INSTALLER_DATA_FILE} differs from the installer data"))),
+        None => Err(fail(code::INSTALLER_DATA_DIFFERS, format!("{INSTALLER_DATA_FILE} does not start with a byte-order mark"))),
+    }
 }
 
 fn uninstall() -> Result<InstallSuccess, InstallError> {
