@@ -173,7 +173,7 @@ fn a_tagged_copy_installs_its_app_from_the_server_in_the_user_scope() {
             .arg(&upkeep_bin)
             .args([
                 "--tag",
-                "appguid=org.example.tagged&appname=Tagged&needsadmin=false&ap=beta&brand=GGLS",
+                "appguid=org.example.tagged&appname=Tagged&needsadmin=false&ap=beta&installerdata=from%20the%20tag&brand=GGLS",
             ]),
     );
     let home = w.path("home");
@@ -208,6 +208,12 @@ fn a_tagged_copy_installs_its_app_from_the_server_in_the_user_scope() {
         std::fs::read_to_string(w.installs.join("tagged/current/alpha.txt")).unwrap(),
         "tagged 2.0\n"
     );
+    // The tag's installer data reached the installer, and is not stored.
+    assert_eq!(
+        std::fs::read_to_string(w.installs.join("tagged/current/installerdata")).unwrap(),
+        "from the tag"
+    );
+    assert!(!prefs.to_string().contains("from the tag"));
     // Installed now: a second install is refused.
     let again = std::process::Command::new(&tagged)
         .args(["install", "--no-setup", "--install-dir"])

@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use upkeep_client::ipc::Request;
 use upkeep_client::scope::user_root;
-use upkeep_client::{ClientError, InstallFrom, SYSTEM_ROOT, SetupOutcome};
+use upkeep_client::{ClientError, InstallFrom, InstallOptions, SYSTEM_ROOT, SetupOutcome};
 use upkeep_core::tag::file::read_tag;
 use upkeep_core::tag::{NeedsAdmin, Tag, TagApp};
 use upkeep_core::version::Version;
@@ -34,7 +34,9 @@ use crate::state::StateArgs;
 /// What to install comes from --app, or from an installer tag: --tag, else
 /// the tag appended to this binary (`upkeep tag write`). The tag's `ap`,
 /// `brand`, `lang` and `installdataindex` become the registration's
-/// channel, brand, language and install data index unless given here, and
+/// channel, brand, language and install data index unless given here, its
+/// `installerdata` goes to the installer when no install data answers for
+/// the index (and is not stored), and
 /// its `needsadmin` picks the scope when neither --root nor --system is
 /// given: `true` the system scope, `false` this user's, `prefers` the
 /// system scope when it can be written, else this user's (the choice is
@@ -292,13 +294,17 @@ fn install_one(
     let request = Request::Install {
         registration: Box::new(registration.clone()),
         offline_dir: offline_dir.clone(),
+        installer_data: app.installerdata.clone(),
     };
     if let Some(code) = through_daemon(state, in_process, &request)? {
         return Ok(code);
     }
     let client = state.client()?;
-    let from = offline_dir.map_or(InstallFrom::Server, InstallFrom::Offline);
-    Ok(ops::install(&client, registration, from, &mut Terminal::new())?.print())
+    let options = InstallOptions {
+        from: offline_dir.map_or(InstallFrom::Server, InstallFrom::Offline),
+        installer_data: app.installerdata.clone(),
+    };
+    Ok(ops::install(&client, registration, options, &mut Terminal::new())?.print())
 }
 
 #[cfg(test)]

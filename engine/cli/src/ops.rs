@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
-use upkeep_client::{Client, InstallFrom, Observer, Registration, Selection, UninstallOutcome};
+use upkeep_client::{
+    Client, InstallFrom, InstallOptions, Observer, Registration, Selection, UninstallOutcome,
+};
 use upkeep_core::version::Version;
 
 use crate::render::{Rendered, render_pass};
@@ -51,10 +53,10 @@ pub(crate) fn register(
 pub(crate) fn install(
     client: &Client,
     registration: Registration,
-    from: InstallFrom,
+    options: InstallOptions,
     observer: &mut dyn Observer,
 ) -> Result<Rendered> {
-    let done = client.install(registration, from, observer)?;
+    let done = client.install(registration, options, observer)?;
     let (source, offline_dir) = match &done.from {
         InstallFrom::Server => ("the update server".to_owned(), None),
         InstallFrom::Offline(dir) => (format!("the offline folder {}", dir.display()), Some(dir)),

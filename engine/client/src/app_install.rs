@@ -26,13 +26,34 @@ use crate::register::Registration;
 use crate::report::AppOutcome;
 
 /// Where an install takes the app from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum InstallFrom {
     /// The update server: the newest release it offers the app.
+    #[default]
     Server,
     /// An offline folder: `OfflineManifest.gup` (else `<app-id>.gup`) and
     /// the packages it lists, side by side.
     Offline(PathBuf),
+}
+
+/// How to install.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstallOptions {
+    /// Where from.
+    pub from: InstallFrom,
+    /// Installer data from the installer tag (its `installerdata`): handed
+    /// to the installer when the server or the offline manifest has no
+    /// install data for the app's install data index. It is not stored.
+    pub installer_data: Option<String>,
+}
+
+impl From<InstallFrom> for InstallOptions {
+    fn from(from: InstallFrom) -> Self {
+        InstallOptions {
+            from,
+            installer_data: None,
+        }
+    }
 }
 
 /// What an install did.
@@ -123,14 +144,18 @@ pub enum InstallError {
 
 impl Client {
     /// Registers the app of `registration` (its version is ignored: the
-    /// app is not installed yet) and installs it from `from`. The
+    /// app is not installed yet) and installs it as `options` say. The
     /// registration is stored only once the install succeeded.
     pub fn install(
         &self,
         registration: Registration,
-        from: InstallFrom,
+        options: impl Into<InstallOptions>,
         observer: &mut dyn Observer,
     ) -> Result<Installed, ClientError> {
+        let InstallOptions {
+            from,
+            installer_data,
+        } = options.into();
         let config = self.config()?;
         let (id, mut record) = self.record_of(Registration {
             version: Version::default(),
@@ -166,7 +191,8 @@ impl Client {
             record.registered_at = existing.registered_at;
         }
         let prefs_path = root.join(PREFS_FILE);
-        let env = self.env(config);
+        let mut env = self.env(config);
+        env.installer_data = installer_data.as_deref();
         let installed = match &from {
             InstallFrom::Server => {
                 prefs.apps.insert(id.clone(), record);
@@ -297,7 +323,7 @@ impl Run<'_, '_> {
         let mut install_copied = || -> Result<(), InstallError> {
             let data = record.install_data_index.as_deref().and_then(|index| {
                 let text = offline::install_data(&manifest, id, index);
-                if text.is_none() {
+                if text.is_none() && self.env.installer_data.is_none() {
                     self.observer.warning(&Warning::app(
                         id,
                         format!(
@@ -306,7 +332,7 @@ impl Run<'_, '_> {
                     ));
                 }
                 text
-            });
+            }).or(self.env.installer_data);
             let failed = |source| InstallError::Failed {
                 app: id.to_owned(),
                 version: Some(version.clone()),

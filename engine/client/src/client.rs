@@ -214,6 +214,7 @@ impl Client {
             plugins: self.plugins.as_ref(),
             exe: self.exe.as_deref(),
             cancel: &self.cancel,
+            installer_data: None,
         }
     }
 

@@ -10,7 +10,9 @@ use upkeep_core::omaha::offline::OFFLINE_MANIFEST;
 use upkeep_plugin_host::bindings::installer::Operation;
 
 use crate::tests::{APP, World};
-use crate::{ClientError, InstallError, InstallFrom, Recorder, Registration, UpdateError};
+use crate::{
+    ClientError, InstallError, InstallFrom, InstallOptions, Recorder, Registration, UpdateError,
+};
 
 fn registration(w: &World) -> Registration {
     let mut r = Registration::new(
@@ -252,4 +254,44 @@ fn a_server_that_offers_nothing_or_fails_leaves_nothing_registered() {
         Err(ClientError::Install(InstallError::Failed { .. }))
     ));
     assert!(!w.prefs().apps.contains_key(APP));
+}
+
+#[test]
+fn a_tags_installer_data_reaches_the_installer_when_no_install_data_answers() {
+    let w = World::new();
+    w.server
+        .publish(APP, "3.0", &[("app.tar", b"from the server")], None);
+    let mut r = registration(&w);
+    r.install_data_index = None;
+    let options = InstallOptions {
+        from: InstallFrom::Server,
+        installer_data: Some("from the tag".into()),
+    };
+    w.client
+        .install(r, options, &mut Recorder::default())
+        .unwrap();
+    let installs = w.plugins.installs();
+    assert_eq!(installs[0].installer_data.as_deref(), Some("from the tag"));
+    // Not stored anywhere in the prefs.
+    assert!(
+        !String::from_utf8(prefs_bytes(&w).unwrap())
+            .unwrap()
+            .contains("from the tag")
+    );
+
+    // Offline: the manifest's install data for the index comes first.
+    let w = World::new();
+    let payload = b"offline payload";
+    let dir = offline_dir(&w, payload, &sha(payload), payload.len());
+    let options = InstallOptions {
+        from: InstallFrom::Offline(dir),
+        installer_data: Some("from the tag".into()),
+    };
+    w.client
+        .install(registration(&w), options, &mut Recorder::default())
+        .unwrap();
+    assert_eq!(
+        w.plugins.installs()[0].installer_data.as_deref(),
+        Some(r#"{"distribution": {"verbose_logging": true}}"#)
+    );
 }

@@ -62,7 +62,7 @@ mod testkit;
 #[cfg(test)]
 mod tests;
 
-pub use app_install::{InstallError, InstallFrom, Installed};
+pub use app_install::{InstallError, InstallFrom, InstallOptions, Installed};
 pub use client::{Client, ClientBuilder, Selection};
 pub use config::{Config, UpdaterMode};
 pub use error::{ClientError, UpdateError};

@@ -91,6 +91,9 @@ pub(crate) struct Env<'a> {
     pub(crate) exe: Option<&'a Path>,
     /// Raised, the pass stops before the next step that changes anything.
     pub(crate) cancel: &'a Cancel,
+    /// Installer data from an installer tag, for a first install the
+    /// server sends no install data for (only `Client::install` sets it).
+    pub(crate) installer_data: Option<&'a str>,
 }
 
 /// Everything one pass shares.
@@ -481,7 +484,13 @@ impl<'a> Run<'a, '_> {
             }
             Some(_) if self.env.cancel.is_cancelled() => Err(UpdateError::Cancelled),
             Some(v) => {
-                let data = installer_data(id, &record, app, self.observer);
+                let data = installer_data(id, &record, app, self.observer).or_else(|| {
+                    let tagged = self
+                        .env
+                        .installer_data
+                        .filter(|_| record.version == Version::default());
+                    tagged.map(str::to_owned)
+                });
                 self.apply(id, &record, check, v, data.as_deref())
                     .and_then(|applied| {
                         let update = Update {

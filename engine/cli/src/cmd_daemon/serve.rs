@@ -18,7 +18,7 @@ use upkeep_client::ipc::{
 };
 use upkeep_client::peer::Peer;
 use upkeep_client::statelog::log;
-use upkeep_client::{Client, InstallFrom, Registration};
+use upkeep_client::{Client, InstallFrom, InstallOptions, Registration};
 use upkeep_core::cancel::Cancel;
 use upkeep_core::version::Version;
 
@@ -438,10 +438,14 @@ fn run_op(client: &Client, request: Request, relay: &mut Relay<UnixStream>) -> R
         Request::Install {
             registration,
             offline_dir,
+            installer_data,
         } => {
             absolute_paths(&registration, offline_dir.as_ref())?;
-            let from = offline_dir.map_or(InstallFrom::Server, InstallFrom::Offline);
-            ops::install(client, *registration, from, relay)
+            let options = InstallOptions {
+                from: offline_dir.map_or(InstallFrom::Server, InstallFrom::Offline),
+                installer_data,
+            };
+            ops::install(client, *registration, options, relay)
         }
         Request::Rollback { app } => ops::rollback(client, &app, relay),
         Request::Remove { app } => ops::remove(client, &app, relay),

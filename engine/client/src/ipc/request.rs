@@ -55,6 +55,9 @@ pub enum Request {
         /// The offline folder (absolute); the update server when absent.
         #[serde(default)]
         offline_dir: Option<std::path::PathBuf>,
+        /// Installer data from the installer tag.
+        #[serde(default)]
+        installer_data: Option<String>,
     },
     /// Point an app back at its kept version (`upkeep rollback`).
     Rollback {
@@ -275,6 +278,7 @@ mod tests {
             Request::Install {
                 registration: Box::new(registration),
                 offline_dir: Some("/media/offline".into()),
+                installer_data: Some("x=1".into()),
             },
             Request::Rollback { app: "a".into() },
             Request::Remove { app: "a".into() },
