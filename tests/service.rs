@@ -271,6 +271,45 @@ fn the_command_line_goes_through_the_daemon_and_shows_its_progress() {
 }
 
 #[test]
+fn install_goes_through_the_daemon() {
+    let m = Machine::new();
+    m.w.publish(ALPHA, "1.0", &[("bin/alpha", "alpha 1.0\n")]);
+    let d = m.start_daemon(&[]);
+    let mut args = m.register_args();
+    args.retain(|a| a != "--version" && a != "0");
+    args[0] = "install".into();
+    let out = m.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let all = both(&out);
+    assert!(
+        expect_ok(&out).contains(&format!("installed {ALPHA} 1.0 from the update server")),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("{ALPHA}: downloading http://127.0.0.1:")),
+        "{all}"
+    );
+    let served = format!(
+        "install served over IPC by {VERSION} (pid {}): exit 0",
+        d.child.id()
+    );
+    assert!(m.log().contains(&served), "{served:?} not in:\n{}", m.log());
+    assert_eq!(
+        std::fs::read_to_string(m.install_dir().join("current/bin/alpha")).unwrap(),
+        "alpha 1.0\n"
+    );
+    // The same again: refused by the daemon, nothing changed.
+    let prefs = m.prefs();
+    let out = m.cli(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1), "{}", both(&out));
+    assert!(
+        both(&out).contains("already installed at 1.0"),
+        "{}",
+        both(&out)
+    );
+    assert_eq!(m.prefs(), prefs);
+}
+
+#[test]
 fn concurrent_clients_are_served_and_changes_run_one_at_a_time() {
     let m = Machine::new();
     m.w.publish(ALPHA, "1.0", &[("bin/alpha", "alpha 1.0\n")]);
@@ -336,6 +375,11 @@ fn hostile_frames_and_vanishing_clients_change_nothing_and_the_daemon_serves_on(
         br#"{"op":"register","registration":{"app":"x","version":"1","install_dir":"rel/x","installer":"/p.wasm"}}
 "#,
         "rel/x is a relative path",
+    );
+    refused(
+        br#"{"op":"install","registration":{"app":"y","version":"0","install_dir":"/opt/y","installer":"/p.wasm"},"offline_dir":"usb"}
+"#,
+        "usb is a relative path",
     );
     let mut big = vec![b' '; 70 * 1024];
     big.push(b'\n');
