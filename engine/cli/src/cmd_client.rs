@@ -90,6 +90,14 @@ pub(crate) struct AppArgs {
     /// check (repeat for more).
     #[arg(long = "setting", value_name = "KEY=VALUE", value_parser = parse_setting)]
     settings: Vec<(String, String)>,
+
+    /// A command the app offers (repeat for more), run by `upkeep
+    /// app-command`: NAME=PROGRAM ARGS..., the program an absolute path,
+    /// the arguments quoted as Omaha quotes them, with %1..%9 where a
+    /// caller's parameters go (%% for a %). E.g.
+    /// --command 'repair=/opt/app/bin/repair --level=%1'.
+    #[arg(long = "command", value_name = "NAME=COMMAND_LINE", value_parser = parse_setting)]
+    commands: Vec<(String, String)>,
 }
 
 impl AppArgs {
@@ -113,6 +121,7 @@ impl AppArgs {
         registration.install_data_index = self.install_data_index;
         registration.post_install_check = self.post_install_check.map(absolute).transpose()?;
         registration.settings = self.settings.into_iter().collect::<BTreeMap<_, _>>();
+        registration.commands = self.commands.into_iter().collect::<BTreeMap<_, _>>();
         Ok(registration)
     }
 }

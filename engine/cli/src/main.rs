@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod cmd_app_command;
 mod cmd_client;
 mod cmd_daemon;
 mod cmd_demo;
@@ -60,6 +61,9 @@ enum Command {
     ///
     /// Exit status 0 when every app is up to date or was updated, 1 otherwise.
     Update(cmd_client::UpdateArgs),
+    /// Run a command a registered app offers (`register --command`), with parameters for its %1..%9.
+    #[command(name = "app-command")]
+    AppCmd(cmd_app_command::AppCommandArgs),
     /// Switch a registered app back to its previous version (kept since its last update).
     Rollback(cmd_client::RollbackArgs),
     /// Uninstall a registered app: its installer plugin's uninstall operation, then it is forgotten
@@ -118,6 +122,7 @@ fn main() -> std::process::ExitCode {
         Command::Register(args) => cmd_client::register(args),
         Command::Install(args) => cmd_install::run(args),
         Command::Update(args) => cmd_client::update(args),
+        Command::AppCmd(args) => cmd_app_command::run(args),
         Command::Rollback(args) => cmd_client::rollback(args),
         Command::Remove(args) => cmd_client::remove(args),
         Command::Setup(args) => cmd_lifecycle::setup(args),

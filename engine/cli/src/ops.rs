@@ -12,6 +12,7 @@ use upkeep_client::{
 };
 use upkeep_core::version::Version;
 
+use crate::ExitCode;
 use crate::render::{Rendered, render_pass};
 
 /// `update`: the rendered pass, and the replaced single binary to restart.
@@ -81,6 +82,37 @@ pub(crate) fn install(
             "root": client.root(),
         }),
     ))
+}
+
+/// `app-command`: the command's output as its own, then how it ended;
+/// a non-zero exit (or a signal) makes the exit status 1.
+pub(crate) fn app_command(
+    client: &Client,
+    app: &str,
+    name: &str,
+    parameters: &[String],
+    observer: &mut dyn Observer,
+) -> Result<Rendered> {
+    let run = client.run_app_command(app, name, parameters, observer)?;
+    let ended = match run.exit_code {
+        Some(code) => format!("exit code {code}"),
+        None => "ended by a signal".to_owned(),
+    };
+    Ok(Rendered {
+        code: if run.exit_code == Some(0) {
+            ExitCode::Ok
+        } else {
+            ExitCode::Failed
+        },
+        stdout: run.stdout.clone(),
+        stderr: format!("{}{}: command {}: {ended}\n", run.stderr, run.app, run.name),
+        result: json!({
+            "app": run.app,
+            "name": run.name,
+            "argv": run.argv,
+            "exit_code": run.exit_code,
+        }),
+    })
 }
 
 /// `rollback`.

@@ -517,6 +517,41 @@ pub enum ClientError {
         /// The state root.
         root: PathBuf,
     },
+    /// The app has no command of that name.
+    #[error("{app} has no command {name:?} (registered: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    UnknownAppCommand {
+        /// The app.
+        app: String,
+        /// The name asked for.
+        name: String,
+        /// The names it has.
+        known: Vec<String>,
+    },
+    /// A command's parameters were refused; nothing ran.
+    #[error("{app} command {name:?}: {source}; nothing was run")]
+    AppCommand {
+        /// The app.
+        app: String,
+        /// The command.
+        name: String,
+        /// Why.
+        source: upkeep_core::app_command::AppCommandError,
+    },
+    /// A registration's command line was refused.
+    #[error("--command {name}: {source}")]
+    BadAppCommand {
+        /// The command's name.
+        name: String,
+        /// Why.
+        source: upkeep_core::app_command::AppCommandError,
+    },
+    /// A registration's command name is empty, too long or has control
+    /// characters or `=`.
+    #[error("--command name {name:?}: 1 to 128 characters without control characters or '='")]
+    BadAppCommandName {
+        /// The name.
+        name: String,
+    },
     /// An app install was refused or failed.
     #[error(transparent)]
     Install(#[from] crate::app_install::InstallError),

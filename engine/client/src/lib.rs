@@ -17,6 +17,7 @@
 
 #[cfg(unix)]
 pub mod access;
+mod app_command;
 mod app_install;
 mod apply;
 mod client;
@@ -52,6 +53,8 @@ mod uninstall;
 mod wake;
 
 #[cfg(test)]
+mod app_command_tests;
+#[cfg(test)]
 mod install_tests;
 #[cfg(test)]
 mod outbox_tests;
@@ -62,6 +65,7 @@ mod testkit;
 #[cfg(test)]
 mod tests;
 
+pub use app_command::CommandRun;
 pub use app_install::{InstallError, InstallFrom, InstallOptions, Installed};
 pub use client::{Client, ClientBuilder, Selection};
 pub use config::{Config, UpdaterMode};

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use upkeep_core::app_command::AppCommand;
 use upkeep_core::state::{AppRecord, PREFS_FILE};
 use upkeep_core::version::Version;
 
@@ -55,6 +56,10 @@ pub struct Registration {
     /// Settings for the app's existence checker and post-install check.
     #[serde(default)]
     pub settings: BTreeMap<String, String>,
+    /// The app's commands: name → command line (an absolute program, then
+    /// arguments with `%1`..`%9` placeholders), run by `upkeep app-command`.
+    #[serde(default)]
+    pub commands: BTreeMap<String, String>,
 }
 
 impl Registration {
@@ -79,6 +84,7 @@ impl Registration {
             install_data_index: None,
             post_install_check: None,
             settings: BTreeMap::new(),
+            commands: BTreeMap::new(),
         }
     }
 }
@@ -167,6 +173,17 @@ impl Client {
         {
             return Err(ClientError::BadSetting { key: key.clone() });
         }
+        let mut commands = BTreeMap::new();
+        for (name, line) in &registration.commands {
+            if !valid_text(name) || name.contains('=') {
+                return Err(ClientError::BadAppCommandName { name: name.clone() });
+            }
+            let command = AppCommand::parse(line).map_err(|source| ClientError::BadAppCommand {
+                name: name.clone(),
+                source,
+            })?;
+            commands.insert(name.clone(), command);
+        }
         let plugins = self.plugins.as_ref();
         let installer = plugins.identify(&registration.installer, Role::Installer)?;
         let existence = registration
@@ -189,6 +206,7 @@ impl Client {
         record.lang = registration.lang;
         record.install_data_index = registration.install_data_index;
         record.settings = registration.settings;
+        record.commands = commands;
         Ok((id, record))
     }
 

@@ -242,7 +242,7 @@ impl Client {
     /// Delivers the outbox (the event of `id` just recorded in it, and
     /// whatever waits) to the server and the telemetry sinks, when the
     /// configuration is usable; otherwise the events wait, with a warning.
-    fn report(
+    pub(crate) fn report(
         &self,
         config: Result<&crate::Config, ClientError>,
         session: &str,

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod app_command;
 pub mod app_id;
 pub mod appdir;
 pub mod cancel;

@@ -153,6 +153,10 @@ pub struct AppRecord {
     /// checker and post-install check.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, String>,
+    /// The app's commands by name (`upkeep app-command`); they go with the
+    /// app.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub commands: BTreeMap<String, crate::app_command::AppCommand>,
 }
 
 impl AppRecord {
@@ -177,6 +181,7 @@ impl AppRecord {
             updated_at: None,
             previous_version: None,
             settings: BTreeMap::new(),
+            commands: BTreeMap::new(),
         }
     }
 
@@ -499,6 +504,10 @@ mod tests {
             updated_at: None,
             previous_version: Some("1.1".parse().unwrap()),
             settings: BTreeMap::new(),
+            commands: BTreeMap::from([(
+                "repair".to_owned(),
+                crate::app_command::AppCommand::parse("/opt/app/repair --level=%1").unwrap(),
+            )]),
         }
     }
 

@@ -447,6 +447,11 @@ fn run_op(client: &Client, request: Request, relay: &mut Relay<UnixStream>) -> R
             };
             ops::install(client, *registration, options, relay)
         }
+        Request::AppCommand {
+            app,
+            name,
+            parameters,
+        } => ops::app_command(client, &app, &name, &parameters, relay),
         Request::Rollback { app } => ops::rollback(client, &app, relay),
         Request::Remove { app } => ops::remove(client, &app, relay),
         Request::Uninstall {} => ops::uninstall(client, relay),

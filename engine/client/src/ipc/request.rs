@@ -59,6 +59,16 @@ pub enum Request {
         #[serde(default)]
         installer_data: Option<String>,
     },
+    /// Run a command the app registered (`upkeep app-command`).
+    AppCommand {
+        /// The app.
+        app: String,
+        /// The command's name.
+        name: String,
+        /// Its parameters, for `%1`..`%9`.
+        #[serde(default)]
+        parameters: Vec<String>,
+    },
     /// Point an app back at its kept version (`upkeep rollback`).
     Rollback {
         /// The app.
@@ -140,6 +150,7 @@ impl Request {
             Request::Update { .. } => "update",
             Request::Register { .. } => "register",
             Request::Install { .. } => "install",
+            Request::AppCommand { .. } => "app-command",
             Request::Rollback { .. } => "rollback",
             Request::Remove { .. } => "remove",
             Request::Uninstall {} => "uninstall",
@@ -151,7 +162,9 @@ impl Request {
     pub fn access(&self) -> Access {
         match self {
             Request::Ping {} | Request::Status { .. } | Request::Cancel {} => Access::Read,
-            Request::Wake { .. } | Request::Update { .. } => Access::Update,
+            Request::Wake { .. } | Request::Update { .. } | Request::AppCommand { .. } => {
+                Access::Update
+            }
             Request::Register { .. }
             | Request::Install { .. }
             | Request::Rollback { .. }
@@ -279,6 +292,11 @@ mod tests {
                 registration: Box::new(registration),
                 offline_dir: Some("/media/offline".into()),
                 installer_data: Some("x=1".into()),
+            },
+            Request::AppCommand {
+                app: "a".into(),
+                name: "repair".into(),
+                parameters: vec!["full".into()],
             },
             Request::Rollback { app: "a".into() },
             Request::Remove { app: "a".into() },
