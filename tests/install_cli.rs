@@ -177,17 +177,24 @@ fn a_tagged_copy_installs_its_app_from_the_server_in_the_user_scope() {
             ]),
     );
     let home = w.path("home");
-    let out = std::process::Command::new(&tagged)
-        .args(["install", "--install-dir"])
-        .arg(w.installs.join("tagged"))
-        .arg("--installer")
-        .arg(plugin_path("install-archive"))
-        .arg("--config")
-        .arg(w.etc.join("config.toml"))
-        .env("HOME", &home)
-        .env("XDG_DATA_HOME", home.join("data"))
-        .output()
-        .unwrap();
+    // The tagged copy's `install`, as this user (HOME and XDG_DATA_HOME
+    // in the test's directory).
+    let run_tagged = |extra: &[&str]| {
+        std::process::Command::new(&tagged)
+            .arg("install")
+            .args(extra)
+            .arg("--install-dir")
+            .arg(w.installs.join("tagged"))
+            .arg("--installer")
+            .arg(plugin_path("install-archive"))
+            .arg("--config")
+            .arg(w.etc.join("config.toml"))
+            .env("HOME", &home)
+            .env("XDG_DATA_HOME", home.join("data"))
+            .output()
+            .unwrap()
+    };
+    let out = run_tagged(&[]);
     expect_success(&out);
     let stderr = text(&out.stderr);
     let root = home.join("data/upkeep");
@@ -215,16 +222,6 @@ fn a_tagged_copy_installs_its_app_from_the_server_in_the_user_scope() {
     );
     assert!(!prefs.to_string().contains("from the tag"));
     // Installed now: a second install is refused.
-    let again = std::process::Command::new(&tagged)
-        .args(["install", "--no-setup", "--install-dir"])
-        .arg(w.installs.join("tagged"))
-        .arg("--installer")
-        .arg(plugin_path("install-archive"))
-        .arg("--config")
-        .arg(w.etc.join("config.toml"))
-        .env("HOME", &home)
-        .env("XDG_DATA_HOME", home.join("data"))
-        .output()
-        .unwrap();
+    let again = run_tagged(&["--no-setup"]);
     expect_failure(&again, &["already installed at 2.0", "upkeep update"]);
 }
