@@ -175,19 +175,7 @@ impl Client {
         let (Some(lock), mut prefs, _) = lock_and_recover(root, Some(config), observer)? else {
             return Err(ClientError::Uninstalled { root: root.clone() });
         };
-        // An installed updater version that is not the active one leaves
-        // the apps to the active version, as for an update.
-        if let (Some(installed), own) = self.own_version()
-            && installed.root == *root
-            && let Some(active) = &prefs.active_version
-            && *active != own
-        {
-            return Err(ClientError::NotActive {
-                own,
-                active: active.clone(),
-                root: root.clone(),
-            });
-        }
+        self.check_active(&prefs)?;
         if let Some(existing) = prefs.apps.get(&id)
             && existing.version != Version::default()
         {

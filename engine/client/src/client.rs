@@ -218,6 +218,27 @@ impl Client {
         }
     }
 
+    /// `Err(NotActive)` when this binary is an installed updater version of
+    /// this state root that is not the active one: the apps are left to the
+    /// active version.
+    pub(crate) fn check_active(
+        &self,
+        prefs: &upkeep_core::state::Prefs,
+    ) -> Result<(), ClientError> {
+        if let (Some(installed), own) = self.own_version()
+            && installed.root == self.root
+            && let Some(active) = &prefs.active_version
+            && *active != own
+        {
+            return Err(ClientError::NotActive {
+                own,
+                active: active.clone(),
+                root: self.root.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// `--config` for the updater versions this client starts.
     pub(crate) fn config_arg(&self) -> Option<&PathBuf> {
         self.explicit_config.then_some(&self.config_path)
@@ -240,19 +261,7 @@ impl Client {
         let (Some(lock), mut prefs, _) = lock_and_recover(root, Some(config), observer)? else {
             return Err(ClientError::Uninstalled { root: root.clone() });
         };
-        // An installed updater version that is not the active one leaves the
-        // apps to the active version.
-        if let (Some(installed), own) = self.own_version()
-            && installed.root == *root
-            && let Some(active) = &prefs.active_version
-            && *active != own
-        {
-            return Err(ClientError::NotActive {
-                own,
-                active: active.clone(),
-                root: root.clone(),
-            });
-        }
+        self.check_active(&prefs)?;
         let ids = select_apps(root, &prefs, &selection)?;
         let prefs_path = root.join(PREFS_FILE);
         let env = self.env(config);
