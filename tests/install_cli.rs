@@ -225,3 +225,89 @@ fn a_tagged_copy_installs_its_app_from_the_server_in_the_user_scope() {
     let again = run_tagged(&["--no-setup"]);
     expect_failure(&again, &["already installed at 2.0", "upkeep update"]);
 }
+
+#[test]
+fn a_folder_written_by_repo_offline_installs_with_the_server_stopped() {
+    let mut w = World::new();
+    let archive = w.path("payloads/app.tar.gz");
+    std::fs::write(
+        &archive,
+        tar_gz(&[("alpha.txt", b"alpha 3.1 from the repository\n")]),
+    )
+    .unwrap();
+    let data = w.path("payloads/verbose.data");
+    std::fs::write(&data, "verbose=yes").unwrap();
+    run_ok(
+        upkeep()
+            .args(["repo", "add"])
+            .arg(&w.repo)
+            .args([
+                "--app",
+                APP,
+                "--version",
+                "3.1",
+                "--installer-arg",
+                "--max-bytes",
+                "--installer-arg",
+                "1000000",
+            ])
+            .arg("--install-data")
+            .arg(format!("verboselog={}", data.display()))
+            .arg(&archive),
+    );
+    let folder = w.path("usb");
+    let out = run_ok(
+        upkeep()
+            .args(["repo", "offline"])
+            .arg(&w.repo)
+            .args(["--app", APP, "--version", "3.1"])
+            .arg(&folder),
+    );
+    assert!(out.contains("OfflineManifest.gup and 1 file(s)"), "{out}");
+    // Written whole: a second export into the same folder is refused and
+    // leaves it as it was.
+    let manifest = std::fs::read(folder.join("OfflineManifest.gup")).unwrap();
+    let again = upkeep()
+        .args(["repo", "offline"])
+        .arg(&w.repo)
+        .args(["--app", APP, "--version", "3.1"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    expect_failure(&again, &["exists and is not empty"]);
+    assert_eq!(
+        std::fs::read(folder.join("OfflineManifest.gup")).unwrap(),
+        manifest
+    );
+    expect_failure(
+        &upkeep()
+            .args(["repo", "offline"])
+            .arg(&w.repo)
+            .args(["--app", APP, "--version", "9.9"])
+            .arg(w.path("none"))
+            .output()
+            .unwrap(),
+        &["no release", "9.9"],
+    );
+    assert!(!w.path("none").exists());
+
+    // The machine installs from it with no server running.
+    w.serve();
+    w.stop();
+    let installer = plugin_path("install-archive");
+    let out = client(&w, &install_args(&w, &folder, &installer));
+    let stdout = expect_success(&out);
+    assert!(
+        stdout.contains(&format!("installed {APP} 3.1 from the offline folder")),
+        "{stdout}"
+    );
+    let current = w.install_dir(APP).join("current");
+    assert_eq!(
+        std::fs::read_to_string(current.join("alpha.txt")).unwrap(),
+        "alpha 3.1 from the repository\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(current.join("installerdata")).unwrap(),
+        "verbose=yes"
+    );
+}

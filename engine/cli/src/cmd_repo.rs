@@ -45,6 +45,12 @@ enum RepoAction {
     /// List the published releases: apps, versions, channels, rollouts,
     /// files with sizes and SHA-256.
     List(crate::cmd_repo_show::ListArgs),
+    /// Write an offline folder of a published release for `upkeep install
+    /// --offline-dir`: its files, checked against the signed metadata, and
+    /// OfflineManifest.gup (Omaha 3.0 XML: packages with sizes and SHA-256,
+    /// the install action, the install data). OUT is written whole or not
+    /// at all.
+    Offline(crate::cmd_repo_offline::OfflineArgs),
     /// Run the reference update server (Omaha 3.0 XML, 3.1 and 4.0 JSON with
     /// CUP signatures; the repository's files) until SIGINT or SIGTERM.
     ///
@@ -332,6 +338,7 @@ pub fn run(args: RepoArgs) -> Result<()> {
         RepoAction::Init(a) => init(a),
         RepoAction::Add(a) => add(a),
         RepoAction::List(a) => crate::cmd_repo_show::list(a),
+        RepoAction::Offline(a) => crate::cmd_repo_offline::run(a),
         RepoAction::Serve(a) => serve(a),
         RepoAction::Events(a) => crate::cmd_repo_show::events(a),
         RepoAction::Rollout(a) => crate::cmd_rollout::rollout(a),

@@ -11,6 +11,7 @@ mod cmd_lifecycle;
 mod cmd_omaha;
 mod cmd_plugin;
 mod cmd_repo;
+mod cmd_repo_offline;
 mod cmd_repo_show;
 mod cmd_repo_stats;
 mod cmd_rollout;

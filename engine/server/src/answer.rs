@@ -47,7 +47,8 @@ fn daystart(now: OffsetDateTime) -> Daystart {
     }
 }
 
-fn update_check(release: &Release, base: &str) -> UpdateCheck {
+/// The `ok` update check offering `release`, its files under `base`.
+pub(crate) fn update_check(release: &Release, base: &str) -> UpdateCheck {
     let url = codebase(base, release);
     let arguments =
         (!release.installer_args.is_empty()).then(|| join_args(&release.installer_args));

@@ -41,6 +41,7 @@ pub mod graph;
 pub mod group_commit;
 pub mod http;
 pub mod keys;
+pub mod offline_export;
 pub mod publish;
 pub mod repo;
 pub mod rollout;
