@@ -180,3 +180,48 @@ fn copy_checked(from: &Path, to: &Path, file: &ReleaseFile) -> Result<(), Server
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upkeep_core::omaha::offline::offer;
+    use upkeep_core::omaha::{parse_response_any, split_args};
+    use upkeep_core::update_check::install_action;
+
+    #[test]
+    fn the_manifest_reads_back_as_the_offer_of_the_release() {
+        let release = Release {
+            app: "org.example.app".into(),
+            version: "1.2.3".parse().unwrap(),
+            channel: String::new(),
+            installer_args: vec!["--dir".into(), "two words".into()],
+            install_data: [("en".to_owned(), "lang=en <&>".to_owned())].into(),
+            files: vec![ReleaseFile {
+                name: "app.tar.gz".into(),
+                target_path: "apps/org.example.app/1.2.3/app.tar.gz".into(),
+                length: 42,
+                sha256: "ab".repeat(32),
+            }],
+        };
+        let body = offline_manifest(&release).to_body(Protocol::Xml30);
+        let parsed = parse_response_any(body.as_bytes()).unwrap();
+        let dir = Path::new("/media/usb");
+        let o = offer(&parsed, "ORG.example.app", dir).unwrap();
+        assert_eq!(o.version.to_string(), "1.2.3");
+        assert_eq!(o.packages[0].path, dir.join("app.tar.gz"));
+        assert_eq!(
+            (o.packages[0].size, o.packages[0].sha256.as_str()),
+            (42, "ab".repeat(32).as_str())
+        );
+        let action = install_action(o.check).unwrap();
+        assert_eq!(action.run.as_deref(), Some("app.tar.gz"));
+        assert_eq!(
+            split_args(action.arguments.as_deref().unwrap()).unwrap(),
+            ["--dir", "two words"]
+        );
+        assert_eq!(
+            upkeep_core::omaha::offline::install_data(&parsed, "org.example.app", "en"),
+            Some("lang=en <&>")
+        );
+    }
+}
