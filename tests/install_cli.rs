@@ -70,6 +70,20 @@ fn client(w: &World, args: &[String]) -> std::process::Output {
     w.client(&args)
 }
 
+/// The installed version of `APP` holds `alpha` in `alpha.txt` and the
+/// installer data `data`.
+fn assert_installed(w: &World, alpha: &str, data: &str) {
+    let current = w.install_dir(APP).join("current");
+    assert_eq!(
+        std::fs::read_to_string(current.join("alpha.txt")).unwrap(),
+        alpha
+    );
+    assert_eq!(
+        std::fs::read_to_string(current.join("installerdata")).unwrap(),
+        data
+    );
+}
+
 #[test]
 fn an_offline_folder_installs_with_the_server_stopped_and_is_reported_later() {
     let mut w = World::new();
@@ -92,15 +106,7 @@ fn an_offline_folder_installs_with_the_server_stopped_and_is_reported_later() {
         stderr.contains("installer data also read from /installer-data/installerdata"),
         "{stderr}"
     );
-    let current = w.install_dir(APP).join("current");
-    assert_eq!(
-        std::fs::read_to_string(current.join("alpha.txt")).unwrap(),
-        "alpha 1.5 from the folder\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(current.join("installerdata")).unwrap(),
-        "verbose=1"
-    );
+    assert_installed(&w, "alpha 1.5 from the folder\n", "verbose=1");
     assert_eq!(w.version(APP), "1.5");
 
     // The server back: the next update reports the install (eventtype 2,
@@ -255,40 +261,28 @@ fn a_folder_written_by_repo_offline_installs_with_the_server_stopped() {
             .arg(format!("verboselog={}", data.display()))
             .arg(&archive),
     );
-    let folder = w.path("usb");
-    let out = run_ok(
+    // `upkeep repo offline REPO --app APP --version VERSION OUT`.
+    let export = |version: &str, out: &Path| {
         upkeep()
             .args(["repo", "offline"])
             .arg(&w.repo)
-            .args(["--app", APP, "--version", "3.1"])
-            .arg(&folder),
-    );
+            .args(["--app", APP, "--version", version])
+            .arg(out)
+            .output()
+            .unwrap()
+    };
+    let folder = w.path("usb");
+    let out = expect_success(&export("3.1", &folder));
     assert!(out.contains("OfflineManifest.gup and 1 file(s)"), "{out}");
     // Written whole: a second export into the same folder is refused and
     // leaves it as it was.
     let manifest = std::fs::read(folder.join("OfflineManifest.gup")).unwrap();
-    let again = upkeep()
-        .args(["repo", "offline"])
-        .arg(&w.repo)
-        .args(["--app", APP, "--version", "3.1"])
-        .arg(&folder)
-        .output()
-        .unwrap();
-    expect_failure(&again, &["exists and is not empty"]);
+    expect_failure(&export("3.1", &folder), &["exists and is not empty"]);
     assert_eq!(
         std::fs::read(folder.join("OfflineManifest.gup")).unwrap(),
         manifest
     );
-    expect_failure(
-        &upkeep()
-            .args(["repo", "offline"])
-            .arg(&w.repo)
-            .args(["--app", APP, "--version", "9.9"])
-            .arg(w.path("none"))
-            .output()
-            .unwrap(),
-        &["no release", "9.9"],
-    );
+    expect_failure(&export("9.9", &w.path("none")), &["no release", "9.9"]);
     assert!(!w.path("none").exists());
 
     // The machine installs from it with no server running.
@@ -301,13 +295,5 @@ fn a_folder_written_by_repo_offline_installs_with_the_server_stopped() {
         stdout.contains(&format!("installed {APP} 3.1 from the offline folder")),
         "{stdout}"
     );
-    let current = w.install_dir(APP).join("current");
-    assert_eq!(
-        std::fs::read_to_string(current.join("alpha.txt")).unwrap(),
-        "alpha 3.1 from the repository\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(current.join("installerdata")).unwrap(),
-        "verbose=yes"
-    );
+    assert_installed(&w, "alpha 3.1 from the repository\n", "verbose=yes");
 }
