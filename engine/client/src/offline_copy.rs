@@ -4,16 +4,11 @@
 //! installer sees. What is checked is the copy, so a file changed in the
 //! folder after the check cannot reach the installer.
 
-use std::io::{Read, Write};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
 use upkeep_core::omaha::offline::OfflinePackage;
 
 use crate::app_install::InstallError;
-
-/// The read size of the copy.
-const CHUNK: usize = 256 * 1024;
 
 /// Copies `package` into `payload_dir` (through `staging_dir`) once it
 /// matches the manifest; its length on success. On failure nothing of it
@@ -40,7 +35,9 @@ pub(crate) fn copy_verified(
     }
     std::fs::create_dir_all(staging_dir).map_err(|e| io("create", staging_dir, e))?;
     let staged = staging_dir.join(&package.name);
-    let result = copy_hashed(&mut input, source, &staged).and_then(|(copied, sha256)| {
+    let copied = upkeep_core::durable::copy_hashed(&mut input, &staged)
+        .map_err(|e| io("copy to the staging file", &staged, e));
+    let result = copied.and_then(|(copied, sha256)| {
         if package.size != 0 && copied != package.size {
             return Err(InstallError::SizeMismatch {
                 name: package.name.clone(),
@@ -66,39 +63,6 @@ pub(crate) fn copy_verified(
     result
 }
 
-/// Copies `input` to a new `staged` file, flushed; its length and hex
-/// SHA-256.
-fn copy_hashed(
-    input: &mut std::fs::File,
-    source: &Path,
-    staged: &Path,
-) -> Result<(u64, String), InstallError> {
-    let _ = std::fs::remove_file(staged);
-    let mut output = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(staged)
-        .map_err(|e| io("create", staged, e))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; CHUNK];
-    let mut copied = 0u64;
-    loop {
-        let n = match input.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io("read", source, e)),
-        };
-        hasher.update(&buffer[..n]);
-        output
-            .write_all(&buffer[..n])
-            .map_err(|e| io("write", staged, e))?;
-        copied += n as u64;
-    }
-    output.sync_all().map_err(|e| io("flush", staged, e))?;
-    Ok((copied, hex::encode(hasher.finalize())))
-}
-
 fn io(what: &'static str, path: &Path, source: std::io::Error) -> InstallError {
     InstallError::Io {
         what,
@@ -110,6 +74,7 @@ fn io(what: &'static str, path: &Path, source: std::io::Error) -> InstallError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     fn package(dir: &Path, name: &str, bytes: &[u8], size: u64) -> OfflinePackage {
         std::fs::write(dir.join(name), bytes).unwrap();

@@ -3,7 +3,7 @@
 //! leaves either the old file or the new one, never a torn mix.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 /// Writes `bytes` to `path` atomically and durably.
@@ -48,6 +48,35 @@ pub fn write_atomic_with(
     result
 }
 
+/// Copies `input` into `dest` (created, or truncated when it exists)
+/// while hashing what passes, then flushes the file: its length and
+/// lower-case hex SHA-256. On error `dest` may hold part of the copy; the
+/// caller removes it.
+pub fn copy_hashed(input: &mut impl Read, dest: &Path) -> io::Result<(u64, String)> {
+    use sha2::{Digest, Sha256};
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(dest)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n])?;
+        len += n as u64;
+    }
+    out.sync_all()?;
+    Ok((len, hex::encode(hasher.finalize())))
+}
+
 /// Flushes a directory's entries (renames, creations) to disk.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
@@ -70,6 +99,20 @@ fn unique() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hashed_copy_replaces_the_destination_and_reports_length_and_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("copy");
+        fs::write(&dest, b"an older, longer file").unwrap();
+        let (len, sha) = copy_hashed(&mut &b"abc"[..], &dest).unwrap();
+        assert_eq!(len, 3);
+        assert_eq!(
+            sha,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(fs::read(&dest).unwrap(), b"abc");
+    }
 
     #[test]
     fn replaces_content_and_leaves_no_temp_files() {

@@ -6,10 +6,8 @@
 //! installer arguments, every install data entry). The folder is written
 //! under a temporary name and renamed into place, so it is whole or absent.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use upkeep_core::omaha::offline::OFFLINE_MANIFEST;
 use upkeep_core::omaha::{
     Action, App, AppId, AppStatus, Data, DataStatus, Protocol, Response, join_args,
@@ -147,25 +145,8 @@ impl Repo {
 /// the ones the signed metadata lists.
 fn copy_checked(from: &Path, to: &Path, file: &ReleaseFile) -> Result<(), ServerError> {
     let mut input = std::fs::File::open(from).map_err(|e| ServerError::io(from, e))?;
-    let mut output = std::fs::File::create(to).map_err(|e| ServerError::io(to, e))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    let mut length = 0u64;
-    loop {
-        let n = input
-            .read(&mut buffer)
-            .map_err(|e| ServerError::io(from, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-        output
-            .write_all(&buffer[..n])
-            .map_err(|e| ServerError::io(to, e))?;
-        length += n as u64;
-    }
-    output.sync_all().map_err(|e| ServerError::io(to, e))?;
-    let sha256 = hex::encode(hasher.finalize());
+    let (length, sha256) =
+        upkeep_core::durable::copy_hashed(&mut input, to).map_err(|e| ServerError::io(to, e))?;
     if length != file.length || sha256 != file.sha256 {
         return Err(ServerError::io(
             from,

@@ -19,11 +19,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
+
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use upkeep_core::tuf::metadata::{
     RoleKeys, Root, SPEC_VERSION, TOP_LEVEL_ROLES, TargetFile, sign_metadata,
@@ -894,27 +893,7 @@ fn copy_payload(
 ) -> Result<(TargetFile, PathBuf, PathBuf), ServerError> {
     let mut input = fs::File::open(source).map_err(|e| ServerError::io(source, e))?;
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let copy = (|| -> std::io::Result<(u64, String)> {
-        let mut out = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut len = 0u64;
-        loop {
-            let n = input.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
-            len += n as u64;
-        }
-        out.sync_all()?;
-        Ok((len, hex::encode(hasher.finalize())))
-    })();
+    let copy = upkeep_core::durable::copy_hashed(&mut input, &tmp);
     let (length, sha256) = match copy {
         Ok(v) => v,
         Err(e) => {
@@ -950,6 +929,7 @@ fn copy_payload(
 mod tests {
     use super::*;
     use crate::testutil::{DirTransport, client, payload, release};
+    use sha2::Digest;
     use upkeep_core::tuf::metadata::{Envelope, Targets};
     use upkeep_core::tuf::{SystemClock, Updater, UpdaterConfig};
 
@@ -1005,7 +985,7 @@ mod tests {
         );
         let hashed = format!(
             "targets/apps/{{abc-def}}/1.0/{}.setup.bin",
-            hex::encode(Sha256::digest(b"version one"))
+            hex::encode(sha2::Sha256::digest(b"version one"))
         );
         assert_eq!(fs::read(dir.join(hashed)).unwrap(), b"version one");
         assert_eq!(
