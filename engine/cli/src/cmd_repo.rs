@@ -45,11 +45,9 @@ enum RepoAction {
     /// List the published releases: apps, versions, channels, rollouts,
     /// files with sizes and SHA-256.
     List(crate::cmd_repo_show::ListArgs),
-    /// Write an offline folder of a published release for `upkeep install
-    /// --offline-dir`: its files, checked against the signed metadata, and
-    /// OfflineManifest.gup (Omaha 3.0 XML: packages with sizes and SHA-256,
-    /// the install action, the install data). OUT is written whole or not
-    /// at all.
+    /// Write an offline folder of a release for `install --offline-dir`:
+    /// its files (checked against the signed metadata) and
+    /// OfflineManifest.gup, whole or not at all.
     Offline(crate::cmd_repo_offline::OfflineArgs),
     /// Run the reference update server (Omaha 3.0 XML, 3.1 and 4.0 JSON with
     /// CUP signatures; the repository's files) until SIGINT or SIGTERM.
