@@ -178,10 +178,19 @@ pub fn wake(args: WakeArgs) -> Result<ExitCode> {
         Some(pass) if report.checked || pass.removed_any() => render_pass(pass, args.json)?.print(),
         _ => ExitCode::Ok,
     };
-    if let Some(next) = report.next_check {
+    if let Some(rest) = report.suppressed {
+        println!(
+            "a check is due, but the policy suppresses scheduled checks now; next check in {} min",
+            rest.as_secs() / 60
+        );
+    } else if let Some(next) = report.next_check {
         println!(
             "up to date as of the last check; next check in {} min",
             next.as_secs() / 60 + 1
+        );
+    } else if report.scheduled_checks_off && !report.checked {
+        println!(
+            "the policy turns scheduled checks off (check_period_minutes = 0); `upkeep update` checks now"
         );
     }
     if let Some((exe, version)) = report

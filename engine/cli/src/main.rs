@@ -10,6 +10,7 @@ mod cmd_install;
 mod cmd_lifecycle;
 mod cmd_omaha;
 mod cmd_plugin;
+mod cmd_policy;
 mod cmd_repo;
 mod cmd_repo_offline;
 mod cmd_repo_show;
@@ -77,6 +78,11 @@ enum Command {
     Wake(cmd_lifecycle::WakeArgs),
     /// Show the state root: updater versions and their states, apps, the lock, anything in flight.
     Status(cmd_lifecycle::StatusArgs),
+    /// Show the enterprise policy in force: every setting, for every app, and where each value comes from
+    /// (the policy file, the configuration, the registration, or the default).
+    ///
+    /// Exit status 1 when the policy file is invalid (it is then ignored as a whole).
+    Policy(cmd_policy::PolicyArgs),
     /// Remove upkeep from the state root (service, versions, state), leaving only its log. Apps stay installed.
     Uninstall(cmd_lifecycle::UninstallArgs),
     /// Read and write the installer tag of a tagged copy of upkeep (what it installs).
@@ -129,6 +135,7 @@ fn main() -> std::process::ExitCode {
         Command::Setup(args) => cmd_lifecycle::setup(args),
         Command::Wake(args) => cmd_lifecycle::wake(args),
         Command::Status(args) => cmd_lifecycle::status(args),
+        Command::Policy(args) => cmd_policy::run(args),
         Command::Uninstall(args) => cmd_lifecycle::uninstall(args),
         Command::Daemon(args) => cmd_daemon::run(args),
         Command::Tag(args) => cmd_tag::run(args).map(|()| ExitCode::Ok),

@@ -160,6 +160,12 @@ pub(crate) fn status(client: &Client, json: bool) -> Result<Rendered> {
     })
 }
 
+/// `policy`: the effective policy with its sources; failed when the policy
+/// file was ignored.
+pub(crate) fn policy(client: &Client, json: bool) -> Result<Rendered> {
+    crate::cmd_policy::render(&client.policy()?, json)
+}
+
 /// `uninstall`: a line when it finished what an earlier process began
 /// (the observer hears the rest).
 pub(crate) fn uninstall(client: &Client, observer: &mut dyn Observer) -> Result<Rendered> {

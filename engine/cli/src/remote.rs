@@ -16,6 +16,7 @@ use crate::state::StateArgs;
 fn must_run_here(state: &StateArgs, in_process: bool) -> bool {
     in_process
         || state.config.is_some()
+        || state.policy.is_some()
         || std::env::var_os(WAKE_IN_PROCESS_ENV).is_some_and(|v| !v.is_empty() && v != "0")
 }
 

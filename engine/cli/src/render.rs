@@ -155,6 +155,15 @@ pub fn render_pass(pass: &PassReport, json: bool) -> Result<Rendered> {
                     json!({"app": id, "result": "up-to-date", "version": version.to_string()}),
                 );
             }
+            AppOutcome::Held { version, hold } => {
+                if !json {
+                    out += &format!("{id}: stays at {version}: {hold}\n");
+                }
+                summary.push(json!({
+                    "app": id, "result": "held", "version": version.to_string(),
+                    "hold": hold.code(), "reason": hold.to_string(),
+                }));
+            }
             AppOutcome::Updated {
                 from,
                 to,

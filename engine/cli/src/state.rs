@@ -24,6 +24,12 @@ pub struct StateArgs {
     /// The client configuration [default: <root>/config.toml].
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
+
+    /// The enterprise policy file [default: /etc/upkeep/policy.toml with
+    /// --system, else <root>/policy.toml]. `upkeep policy` shows what it
+    /// sets (docs/policy.md).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
 }
 
 impl StateArgs {
@@ -48,6 +54,9 @@ impl StateArgs {
         let mut builder = Client::builder(self.root()?);
         if let Some(config) = &self.config {
             builder = builder.config(config);
+        }
+        if let Some(policy) = &self.policy {
+            builder = builder.policy(policy);
         }
         Ok(builder.open()?)
     }

@@ -52,6 +52,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         match &a.outcome {
             AppOutcome::Updated { from, to, .. } => println!("{}: {from} -> {to}", a.app),
             AppOutcome::UpToDate { version } => println!("{}: up to date at {version}", a.app),
+            AppOutcome::Held { version, hold } => println!("{}: stays at {version}: {hold}", a.app),
             AppOutcome::Removed { .. } => println!("{}: no longer installed", a.app),
             AppOutcome::Failed { error, .. } => {
                 let (category, code, _) = error.omaha();

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use upkeep_core::omaha::offline::{self, OfflineError, OfflineOffer};
 use upkeep_core::omaha::random_id;
+use upkeep_core::policy::InstallPolicy;
 use upkeep_core::state::{PREFS_FILE, Prefs};
 use upkeep_core::version::Version;
 
@@ -21,6 +22,7 @@ use crate::install::INSTALL_DATA;
 use crate::observer::{Observer, Warning};
 use crate::offline_copy::copy_verified;
 use crate::pass::{INSTALL_SOURCE_ON_DEMAND, PassOptions, Run, check_and_apply};
+use crate::policy::{AppRules, Source};
 use crate::recovery::lock_and_recover;
 use crate::register::Registration;
 use crate::report::AppOutcome;
@@ -81,6 +83,16 @@ pub enum InstallError {
         app: String,
         /// Its version.
         version: Version,
+    },
+    /// The enterprise policy blocks installing the app.
+    #[error("installing {app} is blocked by {key} ({})", file.display())]
+    BlockedByPolicy {
+        /// The app.
+        app: String,
+        /// The policy file.
+        file: PathBuf,
+        /// The key that blocks it.
+        key: Source,
     },
     /// The offline folder or its manifest cannot be used.
     #[error(transparent)]
@@ -171,6 +183,18 @@ impl Client {
                 operation: "an app install (use `upkeep setup`)",
             });
         }
+        if let Some(problem) = self.policy.problem() {
+            observer.warning(&Warning::general(problem));
+        }
+        let rules = AppRules::new(self.policy.policy(), Some(config), &id, None);
+        if rules.install.value == InstallPolicy::Blocked {
+            return Err(InstallError::BlockedByPolicy {
+                app: id,
+                file: self.policy.path.clone(),
+                key: rules.install.source,
+            }
+            .into());
+        }
         let root = &self.root;
         let (Some(lock), mut prefs, _) = lock_and_recover(root, Some(config), observer)? else {
             return Err(ClientError::Uninstalled { root: root.clone() });
@@ -222,6 +246,7 @@ impl Client {
                     events: Vec::new(),
                     staged_binary: None,
                     replaced: None,
+                    on_demand: true,
                 };
                 prefs.apps.insert(id.clone(), record.clone());
                 run.install_offline(&prefs_path, &mut prefs, &id, &record, dir)

@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 
 use upkeep_core::cancel::Cancel;
 use upkeep_core::http::HttpClient;
+use upkeep_core::policy::Proxy;
 use upkeep_core::state::PREFS_FILE;
 use upkeep_core::version::Version;
 
@@ -24,6 +25,7 @@ use crate::lifecycle::{own_version, start_versions};
 use crate::observer::Observer;
 use crate::pass::{Env, PassOptions, check_and_apply};
 use crate::plugins::{Plugins, WasmPlugins};
+use crate::policy::{EffectivePolicy, LoadedPolicy};
 use crate::recovery::lock_and_recover;
 use crate::report::PassReport;
 use crate::scope::default_config_path;
@@ -46,9 +48,18 @@ pub struct ClientBuilder {
     plugins: Option<Box<dyn Plugins + Send + Sync>>,
     exe: Option<PathBuf>,
     cancel: Option<Cancel>,
+    policy: Option<PathBuf>,
 }
 
 impl ClientBuilder {
+    /// The enterprise policy file (default: `/etc/upkeep/policy.toml` for
+    /// the system scope, `<root>/policy.toml` for any other;
+    /// `docs/policy.md`).
+    pub fn policy(mut self, path: impl Into<PathBuf>) -> Self {
+        self.policy = Some(path.into());
+        self
+    }
+
     /// The flag that cancels this client's operations (default: a new one,
     /// [`Client::canceller`] hands it out). Raised, an update stops before
     /// the next step that changes anything; what it had not finished stays
@@ -91,13 +102,18 @@ impl ClientBuilder {
         self
     }
 
-    /// Opens the client. Nothing is read or written yet.
+    /// Opens the client. Only the policy file is read (its proxy shapes
+    /// the HTTP client); nothing is written.
     pub fn open(self) -> Result<Client, ClientError> {
         let root = std::path::absolute(&self.root)
             .map_err(ClientError::io("cannot resolve", &self.root))?;
+        let policy_path = self
+            .policy
+            .unwrap_or_else(|| crate::policy::default_policy_path(&root));
+        let policy = LoadedPolicy::load(&policy_path);
         let http = match self.http {
             Some(h) => h,
-            None => default_http()?,
+            None => default_http(policy.policy().proxy.as_ref())?,
         };
         let plugins = self
             .plugins
@@ -111,6 +127,7 @@ impl ClientBuilder {
         }
         Ok(Client {
             root,
+            policy,
             config_path,
             explicit_config,
             config,
@@ -123,12 +140,14 @@ impl ClientBuilder {
 }
 
 #[cfg(feature = "reqwest")]
-fn default_http() -> Result<Box<dyn HttpClient + Send + Sync>, ClientError> {
-    Ok(Box::new(crate::http::ReqwestHttp::new()?))
+fn default_http(proxy: Option<&Proxy>) -> Result<Box<dyn HttpClient + Send + Sync>, ClientError> {
+    Ok(Box::new(crate::http::ReqwestHttp::with_proxy(
+        proxy.unwrap_or(&Proxy::System),
+    )?))
 }
 
 #[cfg(not(feature = "reqwest"))]
-fn default_http() -> Result<Box<dyn HttpClient + Send + Sync>, ClientError> {
+fn default_http(_: Option<&Proxy>) -> Result<Box<dyn HttpClient + Send + Sync>, ClientError> {
     Err(ClientError::Http(
         "built without the reqwest feature: give an HttpClient with ClientBuilder::http".to_owned(),
     ))
@@ -137,6 +156,7 @@ fn default_http() -> Result<Box<dyn HttpClient + Send + Sync>, ClientError> {
 /// The update engine on one state root.
 pub struct Client {
     pub(crate) root: PathBuf,
+    pub(crate) policy: LoadedPolicy,
     pub(crate) config_path: PathBuf,
     explicit_config: bool,
     config: OnceLock<Config>,
@@ -169,6 +189,7 @@ impl Client {
             plugins: None,
             exe: None,
             cancel: None,
+            policy: None,
         }
     }
 
@@ -215,7 +236,24 @@ impl Client {
             exe: self.exe.as_deref(),
             cancel: &self.cancel,
             installer_data: None,
+            policy: &self.policy,
         }
+    }
+
+    /// The enterprise policy as read when the client was opened (absent,
+    /// loaded, or ignored as a whole and why).
+    pub fn loaded_policy(&self) -> &LoadedPolicy {
+        &self.policy
+    }
+
+    /// The effective policy of this scope: every setting the policy file
+    /// governs, for every registered app and every app the file names,
+    /// with the source of each value. The configuration is used when its
+    /// file exists; the prefs are read without the lock.
+    pub fn policy(&self) -> Result<EffectivePolicy, ClientError> {
+        let config = self.config_if_present()?;
+        let prefs = upkeep_core::state::Prefs::load(&self.root.join(PREFS_FILE))?;
+        Ok(EffectivePolicy::new(&self.policy, config, &prefs.apps))
     }
 
     /// `Err(NotActive)` when this binary is an installed updater version of

@@ -96,8 +96,7 @@ struct ConfigFile {
     /// The most events the outbox keeps undelivered (default 1000).
     outbox_cap: Option<usize>,
     /// Whether apps may be offered an older version (default false).
-    #[serde(default)]
-    rollback_allowed: bool,
+    rollback_allowed: Option<bool>,
     updater: Option<UpdaterConfigFile>,
     qualification: Option<QualificationConfigFile>,
     #[serde(default)]
@@ -231,6 +230,10 @@ pub struct Config {
     pub qualification: Option<QualificationConfig>,
     /// `[service]`: how the daemon serves.
     pub service: ServiceConfig,
+    /// The top-level keys the file sets of those a policy can override
+    /// (`check_interval_minutes`, `rollback_allowed`), so that the
+    /// effective policy can name its sources.
+    pub set_keys: Vec<&'static str>,
 }
 
 impl Config {
@@ -320,6 +323,13 @@ impl Config {
                 settings: q.settings.into_iter().collect(),
             }),
         };
+        let mut set_keys = Vec::new();
+        if file.check_interval_minutes.is_some() {
+            set_keys.push("check_interval_minutes");
+        }
+        if file.rollback_allowed.is_some() {
+            set_keys.push("rollback_allowed");
+        }
         Ok(Self {
             path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
             server: file.server.trim_end_matches('/').to_owned(),
@@ -334,14 +344,20 @@ impl Config {
                     .saturating_mul(60),
             ),
             outbox_cap: file.outbox_cap.unwrap_or(upkeep_core::outbox::DEFAULT_CAP),
-            rollback_allowed: file.rollback_allowed,
+            rollback_allowed: file.rollback_allowed.unwrap_or(false),
             updater,
             qualification,
             service: ServiceConfig {
                 admin_group: file.service.admin_group,
                 idle_exit: file.service.idle_exit_seconds.map(Duration::from_secs),
             },
+            set_keys,
         })
+    }
+
+    /// Whether the file sets `key` (one of [`Config::set_keys`]).
+    pub fn sets(&self, key: &str) -> bool {
+        self.set_keys.contains(&key)
     }
 
     /// How upkeep replaces itself (side by side unless `[updater]` says).

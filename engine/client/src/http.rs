@@ -4,6 +4,7 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use upkeep_core::http::{HttpClient, HttpError, HttpResponse};
+use upkeep_core::policy::Proxy;
 
 /// Connection set-up limit.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -17,12 +18,29 @@ pub struct ReqwestHttp {
 }
 
 impl ReqwestHttp {
-    /// A client with the engine's user agent and timeouts.
+    /// A client with the engine's user agent and timeouts, using the
+    /// environment's proxy settings.
     pub fn new() -> Result<Self, crate::ClientError> {
-        let client = reqwest::blocking::Client::builder()
+        Self::with_proxy(&Proxy::System)
+    }
+
+    /// A client reaching the network as `proxy` says: directly, through
+    /// the environment's `http_proxy`/`https_proxy`/`no_proxy`, or through
+    /// one proxy for every request (a policy's `proxy`).
+    pub fn with_proxy(proxy: &Proxy) -> Result<Self, crate::ClientError> {
+        let builder = reqwest::blocking::Client::builder()
             .user_agent(concat!("upkeep/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(IO_TIMEOUT)
+            .timeout(IO_TIMEOUT);
+        let builder = match proxy {
+            Proxy::System => builder,
+            Proxy::Direct => builder.no_proxy(),
+            Proxy::Url(url) => builder.proxy(
+                reqwest::Proxy::all(url.as_str())
+                    .map_err(|e| crate::ClientError::Http(describe(&e)))?,
+            ),
+        };
+        let client = builder
             .build()
             .map_err(|e| crate::ClientError::Http(describe(&e)))?;
         Ok(Self { client })

@@ -39,6 +39,7 @@ mod pass;
 #[cfg(unix)]
 pub mod peer;
 pub mod plugins;
+pub mod policy;
 pub mod recovery;
 mod register;
 pub mod report;
@@ -59,6 +60,8 @@ mod install_tests;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]
+mod policy_tests;
+#[cfg(test)]
 mod request_tests;
 #[cfg(test)]
 mod testkit;
@@ -75,6 +78,7 @@ pub use ids::{InvalidAppId, check_app_id};
 pub use observer::{Notice, NullObserver, Observer, Progress, Recorder, Warning};
 pub use pass::PassOptions;
 pub use plugins::{Plugins, WasmPlugins};
+pub use policy::{AppRules, EffectivePolicy, LoadedPolicy, PolicyHold};
 pub use register::{Registered, Registration};
 pub use report::{AppOutcome, AppReport, PassReport};
 pub use rollback::{AppUninstalled, RolledBack};

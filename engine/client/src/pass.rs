@@ -35,6 +35,7 @@ use crate::install::{INSTALL_DATA, install_data_wanted, installer_data};
 use crate::observer::{Observer, Warning};
 use crate::outbox::{Reporter, Sent, attach};
 use crate::plugins::Plugins;
+use crate::policy::{AppRules, LoadedPolicy};
 use crate::report::{AppOutcome, AppReport, PassReport};
 
 /// What a pass does besides the existence checks.
@@ -94,6 +95,8 @@ pub(crate) struct Env<'a> {
     /// Installer data from an installer tag, for a first install the
     /// server sends no install data for (only `Client::install` sets it).
     pub(crate) installer_data: Option<&'a str>,
+    /// The enterprise policy in force.
+    pub(crate) policy: &'a LoadedPolicy,
 }
 
 /// Everything one pass shares.
@@ -111,6 +114,9 @@ pub(crate) struct Run<'a, 'o> {
     pub(crate) staged_binary: Option<StagedBinary>,
     /// The single-binary updater the commit replaced, and its new version.
     pub(crate) replaced: Option<(PathBuf, Version)>,
+    /// Someone asked for this check (the policy's `manual-only` lets it
+    /// update).
+    pub(crate) on_demand: bool,
 }
 
 /// One signed update check for `ids` (carrying the outbox's waiting
@@ -135,6 +141,11 @@ pub(crate) fn check_and_apply(
         });
     }
     let session = random_id().map_err(|e| ClientError::Random(e.to_string()))?;
+    if options.check
+        && let Some(problem) = env.policy.problem()
+    {
+        observer.warning(&Warning::general(problem));
+    }
     let mut run = Run {
         env,
         observer,
@@ -143,6 +154,7 @@ pub(crate) fn check_and_apply(
         events: Vec::new(),
         staged_binary: None,
         replaced: None,
+        on_demand: options.install_source.is_some(),
     };
     let mut outcomes: BTreeMap<String, AppOutcome> = BTreeMap::new();
 
@@ -184,8 +196,7 @@ pub(crate) fn check_and_apply(
     let mut retry_after = None;
     let mut staged = Vec::new();
     if !ids.is_empty() {
-        let (request, sent) =
-            build_request(env.config, prefs, &ids, &session, options.install_source)?;
+        let (request, sent) = build_request(env, prefs, &ids, &session, options.install_source)?;
         match update_check::exchange(env.http, &env.config.server, &env.config.cup, &request) {
             Err(e) => {
                 server_answered = e.server_answered();
@@ -286,44 +297,40 @@ pub(crate) fn check_and_apply(
     })
 }
 
-/// Whether `id` may be offered an older version: when the configuration
-/// says so (`rollback_allowed`), never for upkeep itself.
-fn allows_rollback(config: &Config, id: &str) -> bool {
-    config.rollback_allowed
-        && config
-            .updater
-            .as_ref()
-            .is_none_or(|u| !u.app.eq_ignore_ascii_case(id))
-}
-
 /// The update check request for `ids`: versions, channel, brand, language,
 /// install source, cohort, ping days, and install data for first installs that ask for it; the
 /// outbox's waiting events ride along.
 fn build_request(
-    config: &Config,
+    env: &Env<'_>,
     prefs: &Prefs,
     ids: &[String],
     session: &str,
     install_source: Option<&str>,
 ) -> Result<(upkeep_core::omaha::Request, Sent), ClientError> {
+    let config = env.config;
+    let policy = env.policy.policy();
     let mut builder = RequestBuilder::new(config.protocol)
         .updater("upkeep", env!("CARGO_PKG_VERSION"))
         .os(this_os())
         .sessionid(session);
+    if let Some(preference) = policy.download_preference {
+        builder = builder.attribute("dlpref", preference.name());
+    }
     let mut apps = Vec::new();
     for id in ids {
         let record = &prefs.apps[id];
         let mut app = RequestApp::new(id.clone(), &record.version);
-        app.ap = record.channel.clone();
         app.brand = record.brand.clone();
         app.lang = record.lang.clone();
         app.installsource = install_source.map(str::to_owned);
         app.cohort = record.cohort.clone();
         app.installdate = Some(record.days.install_date_to_send());
         app.ping = Some(record.days.ping(None));
-        if allows_rollback(config, id) {
-            app.updatecheck.get_or_insert_default().rollback_allowed = true;
-        }
+        let rules = AppRules::new(policy, Some(config), id, Some(record));
+        rules.apply_to(
+            &mut app,
+            rules.hold(&record.version, install_source.is_some()),
+        );
         if let Some(index) = install_data_wanted(record) {
             app.data.push(DataRequest {
                 name: INSTALL_DATA.to_owned(),
@@ -455,6 +462,21 @@ impl<'a> Run<'a, '_> {
         if app.status != AppStatus::Ok {
             return failed(None, UpdateError::AppStatus(app.status.clone()));
         }
+        let rules = AppRules::new(
+            self.env.policy.policy(),
+            Some(self.env.config),
+            id,
+            Some(&record),
+        );
+        if let Some(hold) = rules.hold(&record.version, self.on_demand) {
+            // Whatever the server answered (it was told updatedisabled),
+            // nothing is applied.
+            prefs.apps.insert(id.to_owned(), updated);
+            return AppOutcome::Held {
+                version: record.version.clone(),
+                hold,
+            };
+        }
         let check = match &app.updatecheck {
             Some(c) if c.status == UpdateCheckStatus::NoUpdate => {
                 prefs.apps.insert(id.to_owned(), updated);
@@ -475,7 +497,7 @@ impl<'a> Run<'a, '_> {
             None => Err(UpdateError::NoVersion),
             Some(v)
                 if *v == record.version
-                    || (*v < record.version && !allows_rollback(self.env.config, id)) =>
+                    || (*v < record.version && !rules.rollback_allowed.value) =>
             {
                 Err(UpdateError::NotNewer {
                     offered: v.clone(),

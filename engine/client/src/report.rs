@@ -8,6 +8,7 @@ use upkeep_core::download::DownloadReport;
 use upkeep_core::version::Version;
 
 use crate::error::UpdateError;
+use crate::policy::PolicyHold;
 
 /// What happened to one app.
 #[derive(Debug)]
@@ -21,6 +22,14 @@ pub enum AppOutcome {
     UpToDate {
         /// The installed version.
         version: Version,
+    },
+    /// The enterprise policy holds the app back: the server was asked with
+    /// `updatedisabled` and nothing was applied.
+    Held {
+        /// The installed version.
+        version: Version,
+        /// What holds it.
+        hold: PolicyHold,
     },
     /// A new version was installed.
     Updated {

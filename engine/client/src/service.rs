@@ -19,6 +19,7 @@ use upkeep_shim_abi::{Shim, ShimConfig};
 
 use crate::config::Config;
 use crate::error::ClientError;
+use crate::policy::{LoadedPolicy, check_period, default_policy_path};
 
 /// The service registration (possibly none).
 pub struct Service {
@@ -33,9 +34,16 @@ impl Service {
     /// Loads the shim `config` names, if any.
     pub fn from_config(root: &Path, config: Option<&Config>) -> Result<Self, ClientError> {
         // The timer wakes upkeep hourly (or more often when checks are
-        // more frequent); each wake checks for updates only when due.
+        // more frequent, by the scope's policy file or the configuration);
+        // each wake checks for updates only when due.
         let hourly = Duration::from_secs(3600);
-        let interval = config.map_or(hourly, |c| c.check_interval.min(hourly));
+        let policy = LoadedPolicy::load(&default_policy_path(root));
+        let period = check_period(policy.policy(), config).value;
+        let interval = if period.is_zero() {
+            hourly
+        } else {
+            period.min(hourly)
+        };
         let config_arg = config
             .map(|c| c.path.clone())
             .filter(|p| *p != root.join("config.toml"));

@@ -69,6 +69,9 @@ pub struct FakeServer {
     pub tamper: AtomicBool,
     /// Answers acknowledge the request's events (on unless turned off).
     pub acknowledge: AtomicBool,
+    /// Offers are made to apps at a newer version too (a server moving
+    /// apps down, asked or not).
+    pub offer_older: AtomicBool,
     /// Bytes served instead of a payload, by file name.
     pub corrupt: Mutex<BTreeMap<String, Vec<u8>>>,
     /// Every request posted, parsed.
@@ -87,6 +90,7 @@ impl FakeServer {
             down: AtomicBool::new(false),
             tamper: AtomicBool::new(false),
             acknowledge: AtomicBool::new(true),
+            offer_older: AtomicBool::new(false),
             corrupt: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(Vec::new()),
             elapsed_days: Mutex::new(None),
@@ -156,6 +160,7 @@ impl FakeServer {
             check_interval: Duration::from_secs(300 * 60),
             outbox_cap: upkeep_core::outbox::DEFAULT_CAP,
             rollback_allowed: false,
+            set_keys: Vec::new(),
             updater: None,
             qualification: None,
             service: crate::config::ServiceConfig::default(),
@@ -211,7 +216,12 @@ impl FakeServer {
             // Like the reference server, an app that only carries events
             // gets `noupdate`.
             answer.updatecheck = Some(match offers.get(id) {
-                Some(offer) if app.updatecheck.is_some() && offer.version > installed => {
+                Some(offer)
+                    if app.updatecheck.is_some()
+                        && (offer.version > installed
+                            || (self.offer_older.load(Ordering::SeqCst)
+                                && offer.version < installed)) =>
+                {
                     update_check(id, offer)
                 }
                 _ => UpdateCheck::with_status(UpdateCheckStatus::NoUpdate),

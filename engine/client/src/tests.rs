@@ -32,7 +32,21 @@ impl World {
 
     /// A world whose client configuration `tweak` changed.
     pub(crate) fn with_config(tweak: impl FnOnce(&mut crate::Config)) -> Self {
+        Self::build(tweak, None)
+    }
+
+    /// A world whose state root holds `policy` as its `policy.toml`.
+    pub(crate) fn with_policy(policy: &str) -> Self {
+        Self::build(|_| {}, Some(policy))
+    }
+
+    fn build(tweak: impl FnOnce(&mut crate::Config), policy: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        if let Some(text) = policy {
+            let state = dir.path().join("state");
+            std::fs::create_dir_all(&state).unwrap();
+            std::fs::write(state.join(crate::policy::POLICY_FILE), text).unwrap();
+        }
         let server = Shared(Arc::new(FakeServer::new()));
         let plugins = Shared(Arc::new(StubPlugins::default()));
         let mut config = server.config(dir.path());

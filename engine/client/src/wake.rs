@@ -12,8 +12,9 @@ use crate::client::Client;
 use crate::error::ClientError;
 use crate::files::unix_now;
 use crate::lifecycle::{Stepped, start_versions, step};
-use crate::observer::{Notice, Observer};
+use crate::observer::{Notice, Observer, Warning};
 use crate::pass::{PassOptions, check_and_apply};
+use crate::policy::{check_period, local_minute_now};
 use crate::recovery::lock_and_recover;
 use crate::report::PassReport;
 use crate::uninstall::uninstall_locked;
@@ -44,6 +45,11 @@ pub struct WakeReport {
     pub next_check: Option<Duration>,
     /// The last app went and upkeep uninstalled itself.
     pub self_uninstalled: bool,
+    /// A scheduled check was due but the policy's daily window suppresses
+    /// it for this long yet.
+    pub suppressed: Option<Duration>,
+    /// The policy's check period is zero: no scheduled checks run.
+    pub scheduled_checks_off: bool,
 }
 
 impl WakeReport {
@@ -56,6 +62,8 @@ impl WakeReport {
             checked: false,
             next_check: None,
             self_uninstalled: false,
+            suppressed: None,
+            scheduled_checks_off: false,
         }
     }
 }
@@ -102,12 +110,26 @@ impl Client {
             return Ok(report);
         }
         let now = unix_now();
-        let interval = i64::try_from(config.check_interval.as_secs()).unwrap_or(i64::MAX);
+        let policy = self.policy.policy();
+        let period = check_period(policy, Some(config)).value;
+        let interval = i64::try_from(period.as_secs()).unwrap_or(i64::MAX);
         let until_due =
             check_schedule::seconds_until_due(prefs.last_check, now, interval, prefs.check_spread);
-        let due = until_due <= 0;
-        let checking = options.now || due;
+        // A period of zero: no scheduled checks at all.
+        let due = until_due <= 0 && !period.is_zero();
+        let suppressed = policy
+            .updates_suppressed
+            .filter(|_| due && !options.now)
+            .and_then(|window| window.remaining(local_minute_now()))
+            .map(|minutes| Duration::from_secs(u64::from(minutes) * 60));
+        report.suppressed = suppressed;
+        report.scheduled_checks_off = period.is_zero();
+        let checking = options.now || (due && suppressed.is_none());
         report.checked = checking;
+        if !checking && let Some(problem) = self.policy.problem() {
+            // (A check warns of it itself.)
+            observer.warning(&Warning::general(problem));
+        }
         // Existence checks run on every wake; the update check when it is due.
         let has_checkers = prefs.apps.values().any(|r| r.existence.is_some());
         if checking || has_checkers {
@@ -127,8 +149,11 @@ impl Client {
                 observer,
             )?);
         }
-        if !checking && !prefs.uninstalling {
-            report.next_check = Some(Duration::from_secs(u64::try_from(until_due).unwrap_or(0)));
+        if !checking && !prefs.uninstalling && !period.is_zero() {
+            report.next_check = Some(match suppressed {
+                Some(rest) => rest,
+                None => Duration::from_secs(u64::try_from(until_due).unwrap_or(0)),
+            });
         }
         if prefs.uninstalling {
             observer.notice(&Notice::LastAppGone);

@@ -27,6 +27,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod omaha;
 pub mod outbox;
+pub mod policy;
 pub mod state;
 pub mod tag;
 pub mod tuf;

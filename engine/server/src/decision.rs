@@ -14,7 +14,9 @@
 //! Fuchsia's client names its channel there; neither, or an empty one, means
 //! releases with an empty channel), newer than the request's version (or equal with
 //! `sameversionupdate`), matching `targetversionprefix` by whole
-//! components; `updatedisabled` always yields `noupdate`. Staged rollouts
+//! components (a machine above its pin is moved down to it only when the
+//! request says `rollback_allowed`); `updatedisabled` always yields
+//! `noupdate`. Staged rollouts
 //! ([`crate::rollout`]) narrow it to the releases offered to the machine's
 //! bucket, and offer the machines of a pulled release an older one.
 
@@ -209,8 +211,9 @@ impl Catalog {
     ///
     /// Of the releases on the request's channel matching its prefix and
     /// offered to the bucket, the newest newer one; when there is none and
-    /// the machine's own version was pulled, the newest below it if the
-    /// request allows a rollback (`rollback_allowed`).
+    /// the machine's own version was pulled or does not match the
+    /// request's `targetversionprefix` (a pin below it), the newest below
+    /// it, but only if the request allows a rollback (`rollback_allowed`).
     pub fn decide(&self, app: &RequestApp, rollouts: &Rollouts, bucket: Bucket) -> Decision<'_> {
         let id = app.appid.as_str();
         if !self.knows_app(id) {
@@ -244,10 +247,16 @@ impl Catalog {
             return Decision::Update(release);
         }
         match &current {
-            Some(c) if check.rollback_allowed && rollouts.is_pulled(id, c) => offered()
-                .filter(|r| r.version < *c)
-                .max_by(|a, b| a.version.cmp(&b.version))
-                .map_or(Decision::NoUpdate, Decision::Update),
+            // Below a pulled release, or down to the target prefix the
+            // machine's version is above (a policy's rollback to target).
+            Some(c)
+                if check.rollback_allowed && (rollouts.is_pulled(id, c) || !check.allows(c)) =>
+            {
+                offered()
+                    .filter(|r| r.version < *c)
+                    .max_by(|a, b| a.version.cmp(&b.version))
+                    .map_or(Decision::NoUpdate, Decision::Update)
+            }
             _ => Decision::NoUpdate,
         }
     }
@@ -312,6 +321,25 @@ mod tests {
         assert_eq!(offered(&c, &ask("{ABC}", "")).as_deref(), Some("1.2.34"));
         assert_eq!(offered(&c, &ask("{ABC}", "1.2.34")), None);
         assert_eq!(offered(&c, &ask("{ABC}", "9")), None);
+    }
+
+    #[test]
+    fn a_machine_above_its_pin_moves_down_only_when_it_allows_a_rollback() {
+        let c = catalog();
+        let mut pinned = ask("{ABC}", "1.2.34");
+        pinned.updatecheck.as_mut().unwrap().targetversionprefix = Some("1.0".into());
+        assert_eq!(offered(&c, &pinned), None, "no downgrade unless allowed");
+        pinned.updatecheck.as_mut().unwrap().rollback_allowed = true;
+        assert_eq!(offered(&c, &pinned).as_deref(), Some("1.0"));
+        // Already on the pin, or pinned above what is published: nothing.
+        let mut on_pin = ask("{ABC}", "1.0");
+        on_pin.updatecheck = pinned.updatecheck.clone();
+        assert_eq!(offered(&c, &on_pin), None);
+        let mut ahead = ask("{ABC}", "1.2.34");
+        let check = ahead.updatecheck.as_mut().unwrap();
+        check.targetversionprefix = Some("3".into());
+        check.rollback_allowed = true;
+        assert_eq!(offered(&c, &ahead), None);
     }
 
     #[test]

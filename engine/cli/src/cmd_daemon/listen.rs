@@ -122,7 +122,7 @@ pub(super) fn run(args: DaemonArgs) -> Result<ExitCode> {
     };
     let d = Arc::new(Daemon::new(
         root,
-        args.state.config,
+        (args.state.config, args.state.policy),
         own,
         exe,
         policy,

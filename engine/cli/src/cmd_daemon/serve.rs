@@ -49,6 +49,8 @@ struct Running {
 pub(super) struct Daemon {
     pub(super) root: PathBuf,
     config: Option<PathBuf>,
+    /// `--policy`, when the daemon was given one.
+    policy_file: Option<PathBuf>,
     pub(super) own: Version,
     exe: PathBuf,
     pub(super) pid: u32,
@@ -78,7 +80,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Daemon {
     pub(super) fn new(
         root: PathBuf,
-        config: Option<PathBuf>,
+        (config, policy_file): (Option<PathBuf>, Option<PathBuf>),
         own: Version,
         exe: PathBuf,
         policy: AccessPolicy,
@@ -87,6 +89,7 @@ impl Daemon {
         Self {
             root,
             config,
+            policy_file,
             own,
             exe,
             pid: std::process::id(),
@@ -188,6 +191,9 @@ impl Daemon {
         let mut builder = Client::builder(&self.root).exe(&self.exe);
         if let Some(config) = &self.config {
             builder = builder.config(config);
+        }
+        if let Some(policy) = &self.policy_file {
+            builder = builder.policy(policy);
         }
         if let Some(cancel) = cancel {
             builder = builder.cancel(cancel);
@@ -355,6 +361,10 @@ fn dispatch(d: &Daemon, peer: &Peer, request: Request, reader: &mut LineReader) 
             Ok(rendered) => answer(&rendered),
             Err(e) => refuse(format!("{e:#}")),
         },
+        Request::Policy { json } => match d.client(None).and_then(|c| ops::policy(&c, json)) {
+            Ok(rendered) => answer(&rendered),
+            Err(e) => refuse(format!("{e:#}")),
+        },
         Request::Cancel {} => cancel(d, peer),
         request => exclusive(d, peer, request, reader),
     }
@@ -491,6 +501,9 @@ fn wake(d: &Daemon, now: bool, as_json: bool) -> Result<(i32, Value)> {
         .env_remove("UPKEEP_RESTARTED_AS");
     if let Some(config) = &d.config {
         cmd.arg("--config").arg(config);
+    }
+    if let Some(policy) = &d.policy_file {
+        cmd.arg("--policy").arg(policy);
     }
     if now {
         cmd.arg("--now");

@@ -24,6 +24,12 @@ pub enum Request {
         #[serde(default)]
         json: bool,
     },
+    /// The effective enterprise policy and its sources (`upkeep policy`).
+    Policy {
+        /// The output as JSON.
+        #[serde(default)]
+        json: bool,
+    },
     /// The periodic tasks (`upkeep wake`), in a child process.
     Wake {
         /// `--now`: check for updates however recent the last check.
@@ -146,6 +152,7 @@ impl Request {
         match self {
             Request::Ping {} => "ping",
             Request::Status { .. } => "status",
+            Request::Policy { .. } => "policy",
             Request::Wake { .. } => "wake",
             Request::Update { .. } => "update",
             Request::Register { .. } => "register",
@@ -161,7 +168,10 @@ impl Request {
     /// What the caller must be allowed.
     pub fn access(&self) -> Access {
         match self {
-            Request::Ping {} | Request::Status { .. } | Request::Cancel {} => Access::Read,
+            Request::Ping {}
+            | Request::Status { .. }
+            | Request::Policy { .. }
+            | Request::Cancel {} => Access::Read,
             Request::Wake { .. } | Request::Update { .. } | Request::AppCommand { .. } => {
                 Access::Update
             }
@@ -177,7 +187,7 @@ impl Request {
     pub fn changes_state(&self) -> bool {
         !matches!(
             self,
-            Request::Ping {} | Request::Status { .. } | Request::Cancel {}
+            Request::Ping {} | Request::Status { .. } | Request::Policy { .. } | Request::Cancel {}
         )
     }
 }
@@ -328,6 +338,8 @@ mod tests {
     #[test]
     fn access_classes() {
         assert_eq!(Request::Status { json: false }.access(), Access::Read);
+        assert_eq!(Request::Policy { json: true }.access(), Access::Read);
+        assert!(!Request::Policy { json: true }.changes_state());
         assert_eq!(
             Request::Update {
                 app: None,

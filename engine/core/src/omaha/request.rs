@@ -338,6 +338,12 @@ impl RequestBuilder {
         self
     }
 
+    /// A request attribute the typed fields do not cover (`dlpref`, say).
+    pub fn attribute(mut self, name: &str, value: &str) -> Self {
+        self.request.extra.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
     /// Reuses a session id (ping-backs share the update check's session).
     pub fn sessionid(mut self, id: &str) -> Self {
         self.request.sessionid = id.to_owned();
@@ -711,6 +717,27 @@ const JSON_APP_KEYS: &[&str] = &[
     "events",
 ];
 
+/// The request attributes with a typed field (the others are kept in
+/// `extra` when they are plain values).
+const JSON_REQUEST_KEYS: &[&str] = &[
+    "protocol",
+    "dedup",
+    "acceptformat",
+    "sessionid",
+    "requestid",
+    "@updater",
+    "updater",
+    "updaterversion",
+    "prodversion",
+    "ismachine",
+    "installsource",
+    "@os",
+    "arch",
+    "os",
+    "apps",
+    "app",
+];
+
 fn parse_json(text: &str) -> Result<Request, ProtocolError> {
     let doc: Value = serde_json::from_str(text)?;
     let doc = doc.as_object().ok_or(ProtocolError::NotAnObject)?;
@@ -740,6 +767,11 @@ fn parse_json(text: &str) -> Result<Request, ProtocolError> {
     out.installsource = jstr(r, "installsource");
     out.dedup = jstr(r, "dedup");
     out.acceptformat = jstr(r, "acceptformat");
+    out.extra = r
+        .iter()
+        .filter(|(k, _)| !JSON_REQUEST_KEYS.contains(&k.as_str()))
+        .filter_map(|(k, v)| text_of(v).map(|t| (k.clone(), t)))
+        .collect();
     if let Some(os) = r.get("os").and_then(Value::as_object) {
         out.os = Some(Os {
             platform: jstr(os, "platform"),
