@@ -51,4 +51,5 @@ pub fn plugin_path(name: &str) -> PathBuf {
     );
 }
 pub mod nginx;
+pub mod proxy;
 pub mod world;

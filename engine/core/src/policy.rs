@@ -337,12 +337,23 @@ impl Policy {
     }
 }
 
-/// TOML's errors span lines (a source excerpt); the policy's message is
-/// one line.
+/// TOML's errors span lines (a source excerpt under a gutter of line
+/// numbers and `|`, carets under the spot); the policy's message is one
+/// line: the excerpt's text in backquotes, the carets dropped.
 fn one_line(text: &str) -> String {
     text.split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^'))
+        .filter_map(|l| {
+            let l = l.trim();
+            let after_number = l.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+            match after_number.strip_prefix('|') {
+                Some(source) => {
+                    let source = source.trim();
+                    let carets = source.chars().all(|c| c == '^' || c == ' ');
+                    (!carets).then(|| format!("`{source}`"))
+                }
+                None => (!l.is_empty()).then(|| l.to_owned()),
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -557,6 +568,7 @@ target_channel = "stable"
             ),
             ("[apps.a]\ninstal = \"blocked\"", "instal"),
             ("this is not toml", ""),
+            ("check_period_minutes = \"x\"", "invalid type"),
         ] {
             let err = Policy::parse(text).expect_err(text).to_string();
             assert!(err.contains(needle), "{needle:?} not in {err}");
