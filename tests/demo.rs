@@ -37,6 +37,9 @@ fn the_demo_installs_updates_and_reports() {
         "installed org.example.notes 1.0 from the offline folder",
         "the app says: hello from org.example.notes 1.0",
         "org.example.notes: up to date at 1.0",
+        "org.example.notes: stays at 1.0: updates are disabled by policy",
+        "policy apps.\"org.example.notes\".update",
+        "org.example.notes: updated 1.0 -> 1.1",
         "exits: asked to stop (SIGTERM)",
         "demo complete",
     ] {

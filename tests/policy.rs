@@ -65,7 +65,12 @@ fn upkeep_policy_shows_every_value_and_where_it_comes_from() {
         serde_json::from_str(&expect_success(&w.client(&["policy", "--json"]))).unwrap();
     assert_eq!(json["state"], "loaded");
     assert_eq!(json["check_period_minutes"]["value"], 45);
-    let app = json["apps"].as_array().unwrap().iter().find(|a| a["app"] == APP).unwrap();
+    let app = json["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app"] == APP)
+        .unwrap();
     assert_eq!(app["rollback_allowed"]["value"], true);
     assert_eq!(app["install"]["source"], "default");
     assert_eq!(app["channel"]["source"], "default");
@@ -85,22 +90,35 @@ fn an_invalid_policy_file_is_reported_and_nothing_of_it_applies() {
     w.serve();
     w.register(APP, "0");
     // Valid but for the last key: installs would be blocked if it were half applied.
-    write_policy(&w, "[defaults]\ninstall = \"blocked\"\nupdate = \"sometimes\"\n");
+    write_policy(
+        &w,
+        "[defaults]\ninstall = \"blocked\"\nupdate = \"sometimes\"\n",
+    );
     let out = w.client(&["policy"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("ignored as a whole") && err.contains("sometimes"), "{err}");
+    assert!(
+        err.contains("ignored as a whole") && err.contains("sometimes"),
+        "{err}"
+    );
     assert!(text(&out.stdout).contains("(ignored)"));
     let out = w.update(&[]);
     let stdout = expect_success(&out);
     assert!(stdout.contains("installed 1.0"), "{stdout}");
-    assert!(text(&out.stderr).contains("ignored as a whole"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("ignored as a whole"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn a_pinned_app_moves_down_only_when_the_policy_allows_the_rollback() {
     let w = installed_at_two();
-    write_policy(&w, &format!("[apps.\"{APP}\"]\ntarget_version_prefix = \"1\"\n"));
+    write_policy(
+        &w,
+        &format!("[apps.\"{APP}\"]\ntarget_version_prefix = \"1\"\n"),
+    );
     let out = expect_success(&w.update(&[]));
     assert!(out.contains("up to date at 2.0"), "{out}");
     assert_eq!(installed_text(&w), "two\n");
@@ -144,7 +162,10 @@ fn disabled_updates_and_blocked_installs_change_nothing() {
         support::plugin_path("install-archive").to_str().unwrap(),
         "--no-setup",
     ]);
-    expect_failure(&out, &["installing org.example.other is blocked by policy defaults.install"]);
+    expect_failure(
+        &out,
+        &["installing org.example.other is blocked by policy defaults.install"],
+    );
     assert_eq!(w.prefs(), before);
     assert!(!other.exists());
 }
@@ -161,9 +182,13 @@ fn every_request_goes_through_the_policy_proxy() {
     assert!(out.contains("installed 1.0"), "{out}");
     let seen = proxy.seen();
     let base = w.base();
-    assert!(seen.iter().any(|l| l.starts_with(&format!("POST {base}/"))), "{seen:?}");
     assert!(
-        seen.iter().any(|l| l.starts_with(&format!("GET {base}/")) && l.contains("app.tar.gz")),
+        seen.iter().any(|l| l.starts_with(&format!("POST {base}/"))),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with(&format!("GET {base}/")) && l.contains("app.tar.gz")),
         "the download went through the proxy too: {seen:?}"
     );
     // A proxy that is not there: the check fails, nothing changes.
@@ -174,7 +199,11 @@ fn every_request_goes_through_the_policy_proxy() {
     let before = w.prefs();
     let out = w.update(&[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-    assert!(text(&out.stderr).contains("127.0.0.1"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("127.0.0.1"),
+        "{}",
+        text(&out.stderr)
+    );
     let after: Value = serde_json::from_slice(&w.prefs()).unwrap();
     let before: Value = serde_json::from_slice(&before).unwrap();
     assert_eq!(after["apps"], before["apps"]);

@@ -344,7 +344,9 @@ fn one_line(text: &str) -> String {
     text.split('\n')
         .filter_map(|l| {
             let l = l.trim();
-            let after_number = l.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+            let after_number = l
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
             match after_number.strip_prefix('|') {
                 Some(source) => {
                     let source = source.trim();

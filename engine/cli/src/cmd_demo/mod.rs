@@ -18,6 +18,7 @@ use clap::Args;
 use crate::ExitCode;
 
 mod offline;
+mod policy;
 mod rollout;
 
 const APP: &str = "org.example.hello";
@@ -58,7 +59,9 @@ fn plugin_dir(explicit: Option<&Path>) -> Result<PathBuf> {
             .iter()
             .all(|n| c.join(format!("{n}.wasm")).is_file())
         {
-            return Ok(c.clone());
+            // Absolute: the machine's config.toml names them, and its
+            // relative paths are relative to the file.
+            return Ok(std::path::absolute(c).unwrap_or_else(|_| c.clone()));
         }
     }
     bail!(
@@ -146,20 +149,26 @@ impl Demo {
         Ok(stdout)
     }
 
-    /// Builds the payload of `version` and adds it to the repository.
+    /// Builds the payload of `version` of the demo's app and adds it to
+    /// the repository.
     fn publish(&self, repo: &Path, version: &str) -> Result<PathBuf> {
-        let payload = write_payload(&self.path(&format!("vendor/build-{version}")), APP, version)?;
+        self.publish_app(repo, APP, &format!("build-{version}"), version)
+    }
+
+    /// Builds the payload of `app` `version` in `vendor/<build>` and adds
+    /// it to the repository.
+    fn publish_app(&self, repo: &Path, app: &str, build: &str, version: &str) -> Result<PathBuf> {
+        let payload = write_payload(&self.path(&format!("vendor/{build}")), app, version)?;
         let args = [
             os("repo"),
             os("add"),
             repo.as_os_str(),
             os("--app"),
-            os(APP),
+            os(app),
             os("--version"),
             os(version),
+            payload.as_os_str(),
         ];
-        let mut args = args.to_vec();
-        args.push(payload.as_os_str());
         self.upkeep(&args, false)?;
         Ok(payload)
     }
@@ -486,6 +495,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     rollout::dashboard(&mut d, &server.url)?;
 
     offline::run(&mut d, &repo, &state, &update)?;
+    policy::run(&mut d, &repo, &state, &update)?;
 
     d.step("What the telemetry sink recorded on the machine");
     let sink = state.join("telemetry/telemetry-jsonl/events.jsonl");

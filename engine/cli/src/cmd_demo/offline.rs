@@ -6,10 +6,10 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
-use super::{Demo, os, write_payload};
+use super::{Demo, os};
 
 /// The app the offline folder carries.
-const NOTES: &str = "org.example.notes";
+pub(super) const NOTES: &str = "org.example.notes";
 
 /// Runs the offline steps; `update` runs `upkeep update` on the machine.
 pub(super) fn run(
@@ -19,20 +19,7 @@ pub(super) fn run(
     update: &dyn Fn(&Demo) -> Result<String>,
 ) -> Result<()> {
     d.step("The vendor publishes a second app and writes it to an offline folder (a USB stick)");
-    let archive = write_payload(&d.path("vendor/build-notes-1.0"), NOTES, "1.0")?;
-    d.upkeep(
-        &[
-            os("repo"),
-            os("add"),
-            repo.as_os_str(),
-            os("--app"),
-            os(NOTES),
-            os("--version"),
-            os("1.0"),
-            archive.as_os_str(),
-        ],
-        false,
-    )?;
+    d.publish_app(repo, NOTES, "build-notes-1.0", "1.0")?;
     let folder = d.path("usb/notes");
     d.upkeep(
         &[
