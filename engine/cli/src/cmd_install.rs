@@ -316,6 +316,7 @@ mod tests {
             root: None,
             system: false,
             config: None,
+            policy: None,
         }
     }
 
