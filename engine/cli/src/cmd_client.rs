@@ -98,6 +98,24 @@ pub(crate) struct AppArgs {
     /// --command 'repair=/opt/app/bin/repair --level=%1'.
     #[arg(long = "command", value_name = "NAME=COMMAND_LINE", value_parser = parse_setting)]
     commands: Vec<(String, String)>,
+
+    /// A health check (.wasm, qualifier world) run on every new version
+    /// once `current` points at it (the live version mounted read-only at
+    /// /app): a failure, a time-out or a crash before it finished switches
+    /// the app back to the version before, and the failed version is not
+    /// installed again until a newer one is offered.
+    #[arg(long, value_name = "PLUGIN", conflicts_with = "health_check_command")]
+    health_check: Option<PathBuf>,
+
+    /// Instead of a plugin: one of the --command names as the health
+    /// check, run without parameters in the live version's directory;
+    /// exit status 0 means healthy.
+    #[arg(long, value_name = "NAME")]
+    health_check_command: Option<String>,
+
+    /// How long the health check may take [default: 60; at most 3600].
+    #[arg(long = "health-timeout", value_name = "SECONDS")]
+    health_timeout: Option<u64>,
 }
 
 impl AppArgs {
@@ -122,6 +140,9 @@ impl AppArgs {
         registration.post_install_check = self.post_install_check.map(absolute).transpose()?;
         registration.settings = self.settings.into_iter().collect::<BTreeMap<_, _>>();
         registration.commands = self.commands.into_iter().collect::<BTreeMap<_, _>>();
+        registration.health_check = self.health_check.map(absolute).transpose()?;
+        registration.health_check_command = self.health_check_command;
+        registration.health_timeout_seconds = self.health_timeout;
         Ok(registration)
     }
 }

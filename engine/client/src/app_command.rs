@@ -21,7 +21,7 @@ use crate::recovery::lock_and_recover_held;
 /// The environment a command starts with: nothing of the caller's (a
 /// system daemon's caller must not steer a command run as root) but a
 /// plain `PATH`.
-const COMMAND_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+pub(crate) const COMMAND_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// What running a command did.
 #[derive(Debug, Clone, PartialEq, Eq)]

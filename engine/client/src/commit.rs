@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use upkeep_core::appdir;
 use upkeep_core::crash;
+use upkeep_core::health::HealthPending;
 use upkeep_core::lifecycle;
 use upkeep_core::outbox::OutboxEntry;
 use upkeep_core::state::{AppRecord, Prefs, SwitchKind};
@@ -85,6 +86,18 @@ impl Run<'_, '_> {
         updated.version = to.clone();
         updated.updated_at = Some(unix_now());
         updated.previous_version = previous.clone();
+        // A version at or below this one is no longer offered: forget the
+        // failures up to it.
+        updated.rejected.retain(|r| r.version > *to);
+        // A health check is owed from the switch on (written with it); a
+        // first install has nothing to go back to and is not gated.
+        updated.health_pending = match (&updated.health_check, &previous) {
+            (Some(_), Some(previous)) => Some(HealthPending {
+                previous: previous.clone(),
+                since: unix_now(),
+            }),
+            _ => None,
+        };
         if let Err(e) =
             lifecycle::switch_app(prefs_path, prefs, id, SwitchKind::Update, updated, events)
         {

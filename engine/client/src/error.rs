@@ -218,6 +218,17 @@ pub enum UpdateError {
         /// What it said.
         why: String,
     },
+    /// The new version failed its health check once live; the app is back
+    /// at the version before (and the failed one is not installed again).
+    #[error("{version} failed its health check ({why}); switched back to {back_to}")]
+    Unhealthy {
+        /// The version that failed.
+        version: Version,
+        /// The version the app is back at.
+        back_to: Version,
+        /// Why it failed.
+        why: String,
+    },
     /// The install directory could not be made.
     #[error("cannot create the install directory {}: {source}", path.display())]
     InstallDir {
@@ -272,6 +283,7 @@ impl UpdateError {
             UpdateError::PostInstallCheck(_) | UpdateError::PostInstallRefused { .. } => {
                 (C::Install, install::POST_INSTALL_CHECK, 0)
             }
+            UpdateError::Unhealthy { .. } => (C::Install, install::HEALTH_CHECK, 0),
             UpdateError::InstallDir { .. } => (C::Service, service::INSTALL_DIR, 0),
             UpdateError::Switch { source, .. } => match source {
                 LifecycleError::State(_) => (C::Service, service::PREFS, 0),
@@ -551,6 +563,25 @@ pub enum ClientError {
     BadAppCommandName {
         /// The name.
         name: String,
+    },
+    /// A registration gives a health check plugin and a health check
+    /// command.
+    #[error("give a health check plugin or a health check command, not both")]
+    TwoHealthChecks,
+    /// The health check command is not one of the app's commands.
+    #[error("the health check command {name:?} is not one of the app's commands (registered: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    UnknownHealthCommand {
+        /// The name given.
+        name: String,
+        /// The commands the registration has.
+        known: Vec<String>,
+    },
+    /// The health check's time limit is out of range, or given without a
+    /// health check.
+    #[error("health check time limit {seconds} s: give 1 to 3600 seconds, with a health check")]
+    BadHealthTimeout {
+        /// The value given.
+        seconds: u64,
     },
     /// An app install was refused or failed.
     #[error(transparent)]

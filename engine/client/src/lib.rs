@@ -26,6 +26,7 @@ pub mod config;
 pub mod error;
 mod events;
 mod files;
+mod health;
 #[cfg(feature = "reqwest")]
 pub mod http;
 mod ids;
@@ -57,6 +58,8 @@ mod wake;
 mod app_command_tests;
 #[cfg(test)]
 mod install_tests;
+#[cfg(test)]
+mod health_tests;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]

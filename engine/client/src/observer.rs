@@ -176,6 +176,25 @@ pub enum Notice {
         /// How.
         how: Settled,
     },
+    /// An app's new version is live; its health check runs.
+    HealthCheck {
+        /// The app.
+        app: String,
+        /// The new version.
+        version: Version,
+    },
+    /// An app's new version failed its health check and the app was
+    /// switched back.
+    HealthFailed {
+        /// The app.
+        app: String,
+        /// The version that failed.
+        version: Version,
+        /// The version the app is back at.
+        back_to: Version,
+        /// Why it failed.
+        why: String,
+    },
     /// An updater version started qualifying.
     Qualifying(Version),
     /// An updater version's qualification ended.
@@ -270,6 +289,18 @@ impl std::fmt::Display for Notice {
                     Settled::Completed => "completed",
                     Settled::Undone => "undone",
                 }
+            ),
+            Notice::HealthCheck { app, version } => {
+                write!(f, "{app}: {version} is live; running its health check")
+            }
+            Notice::HealthFailed {
+                app,
+                version,
+                back_to,
+                why,
+            } => write!(
+                f,
+                "{app}: {version} failed its health check ({why}); switched back to {back_to}"
             ),
             Notice::Qualifying(v) => write!(f, "{v}: qualifying"),
             Notice::Qualification {

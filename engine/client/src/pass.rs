@@ -18,6 +18,7 @@ use upkeep_core::omaha::{
 };
 use upkeep_core::state::{AppRecord, Prefs, StagedBinary};
 use upkeep_core::tuf::{SystemClock, Updater};
+use upkeep_core::health;
 use upkeep_core::update_check;
 use upkeep_core::version::Version;
 use upkeep_plugin_host::ExistenceInput;
@@ -493,6 +494,21 @@ impl<'a> Run<'a, '_> {
             }
         };
         let next = check.next_version.clone();
+        if let Some(v) = &next
+            && let Some(failed) = health::rejected(&record, v)
+        {
+            self.observer.warning(&Warning::app(
+                id,
+                format!(
+                    "{v} failed its health check ({}); it is not installed again until a newer version is offered",
+                    failed.why
+                ),
+            ));
+            prefs.apps.insert(id.to_owned(), updated);
+            return AppOutcome::UpToDate {
+                version: record.version.clone(),
+            };
+        }
         let result = match &next {
             None => Err(UpdateError::NoVersion),
             Some(v)
@@ -520,6 +536,9 @@ impl<'a> Run<'a, '_> {
                             record: updated,
                         };
                         let how = self.commit(prefs_path, prefs, id, &record, update, v)?;
+                        if how == Committed::Switched {
+                            self.health_gate(prefs_path, prefs, id)?;
+                        }
                         Ok((v.clone(), applied, how))
                     })
             }
@@ -538,6 +557,10 @@ impl<'a> Run<'a, '_> {
                     install_time: applied.install_time,
                     staged,
                 }
+            }
+            Err(error @ UpdateError::Unhealthy { .. }) => {
+                // Reported with the switch back, in the same write.
+                failed(next, error)
             }
             Err(error) => {
                 let mut failure = Recorded::new(

@@ -36,6 +36,9 @@ pub enum Role {
     ExistenceChecker,
     /// An app's post-install check (a qualifier-world plugin).
     PostInstallCheck,
+    /// An app's health check once a new version is live (a
+    /// qualifier-world plugin).
+    HealthCheck,
     /// The qualifier of new updater versions.
     Qualifier,
     /// A telemetry sink.
@@ -48,7 +51,7 @@ impl Role {
         match self {
             Role::Installer => World::Installer,
             Role::ExistenceChecker => World::ExistenceChecker,
-            Role::PostInstallCheck | Role::Qualifier => World::Qualifier,
+            Role::PostInstallCheck | Role::HealthCheck | Role::Qualifier => World::Qualifier,
             Role::TelemetrySink => World::TelemetrySink,
         }
     }
@@ -60,6 +63,7 @@ impl std::fmt::Display for Role {
             Role::Installer => "installer plugin",
             Role::ExistenceChecker => "existence checker",
             Role::PostInstallCheck => "post-install check",
+            Role::HealthCheck => "health check",
             Role::Qualifier => "qualifier",
             Role::TelemetrySink => "telemetry sink",
         })

@@ -1,8 +1,9 @@
 //! Taking the state lock and settling what a dead process left.
 //!
 //! Every operation that takes the lock first calls [`recover`]: an
-//! uninstall, an activation (the `swapping` bit) or an app switch a dead
-//! process left half done is finished or undone before anything else.
+//! uninstall, an activation (the `swapping` bit), an app switch or a
+//! health check a dead process left half done is finished or undone
+//! before anything else.
 
 use std::path::Path;
 use std::time::Duration;
@@ -137,6 +138,15 @@ pub fn recover(
             to: p.to,
             how,
         });
+    }
+    // A health check a dead process owed counts as failed.
+    for (id, failed, back_to) in
+        crate::health::recover_unfinished(&root.join(PREFS_FILE), prefs, observer)?
+    {
+        log(
+            root,
+            &format!("{id}: the health check of {failed} was left unfinished; switched back to {back_to}"),
+        );
     }
     if prefs.pending.is_none() {
         let exe = std::env::current_exe().ok();

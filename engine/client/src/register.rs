@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use upkeep_core::app_command::AppCommand;
-use upkeep_core::state::{AppRecord, PREFS_FILE};
+use upkeep_core::health::{self, HealthCheck, HealthGate};
+use upkeep_core::state::{AppRecord, PREFS_FILE, PluginRef};
 use upkeep_core::version::Version;
 
 use crate::client::Client;
@@ -15,7 +16,7 @@ use crate::error::ClientError;
 use crate::files::unix_now;
 use crate::ids::check_app_id;
 use crate::observer::Observer;
-use crate::plugins::Role;
+use crate::plugins::{PluginFailure, Role};
 use crate::recovery::lock_and_recover_held;
 
 /// An app to register (serialised in the daemon's `register` request).
@@ -60,6 +61,16 @@ pub struct Registration {
     /// arguments with `%1`..`%9` placeholders), run by `upkeep app-command`.
     #[serde(default)]
     pub commands: BTreeMap<String, String>,
+    /// A health check (qualifier world) every new version must pass once
+    /// live, or the app is switched back.
+    #[serde(default)]
+    pub health_check: Option<PathBuf>,
+    /// Instead: one of `commands` as the health check (exit 0: healthy).
+    #[serde(default)]
+    pub health_check_command: Option<String>,
+    /// The health check's time limit in seconds (default 60, at most 3600).
+    #[serde(default)]
+    pub health_timeout_seconds: Option<u64>,
 }
 
 impl Registration {
@@ -85,6 +96,9 @@ impl Registration {
             post_install_check: None,
             settings: BTreeMap::new(),
             commands: BTreeMap::new(),
+            health_check: None,
+            health_check_command: None,
+            health_timeout_seconds: None,
         }
     }
 }
@@ -127,6 +141,7 @@ impl Client {
             if p.version == version {
                 record.previous_version = p.previous_version.clone();
             }
+            record.rejected = p.rejected.clone();
         }
         prefs.apps.insert(id.clone(), record);
         prefs.save(&self.root.join(PREFS_FILE))?;
@@ -196,7 +211,11 @@ impl Client {
             .as_deref()
             .map(|p| plugins.identify(p, Role::PostInstallCheck))
             .transpose()?;
+        let health_check = health_gate(&registration, &commands, |p| {
+            plugins.identify(p, Role::HealthCheck)
+        })?;
         let mut record = AppRecord::new(registration.version, install_dir, unix_now());
+        record.health_check = health_check;
         record.installer = Some(installer);
         record.post_install_check = post_install_check;
         record.existence = existence;
@@ -233,4 +252,41 @@ impl Client {
         prefs.save(&self.root.join(PREFS_FILE))?;
         Ok(true)
     }
+}
+
+/// The registration's health check: a plugin or one of its commands (not
+/// both), with its time limit.
+fn health_gate(
+    registration: &Registration,
+    commands: &BTreeMap<String, AppCommand>,
+    identify: impl FnOnce(&std::path::Path) -> Result<PluginRef, PluginFailure>,
+) -> Result<Option<HealthGate>, ClientError> {
+    let timeout_secs = match registration.health_timeout_seconds {
+        None => health::DEFAULT_TIMEOUT_SECS,
+        Some(s) if (1..=health::MAX_TIMEOUT_SECS).contains(&s) => s,
+        Some(s) => return Err(ClientError::BadHealthTimeout { seconds: s }),
+    };
+    let check = match (&registration.health_check, &registration.health_check_command) {
+        (Some(_), Some(_)) => return Err(ClientError::TwoHealthChecks),
+        (Some(plugin), None) => HealthCheck::Plugin {
+            plugin: identify(plugin)?,
+        },
+        (None, Some(name)) if commands.contains_key(name) => HealthCheck::Command { name: name.clone() },
+        (None, Some(name)) => {
+            return Err(ClientError::UnknownHealthCommand {
+                name: name.clone(),
+                known: commands.keys().cloned().collect(),
+            });
+        }
+        (None, None) if registration.health_timeout_seconds.is_some() => {
+            return Err(ClientError::BadHealthTimeout {
+                seconds: timeout_secs,
+            });
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(HealthGate {
+        check,
+        timeout_secs,
+    }))
 }

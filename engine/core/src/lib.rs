@@ -23,6 +23,7 @@ pub mod crash;
 pub mod cup;
 pub mod download;
 pub mod durable;
+pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod omaha;

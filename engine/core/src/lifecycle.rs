@@ -445,6 +445,7 @@ pub fn switch_app(
         keep: record.previous_version.clone(),
         binary: None,
         events: prefs.outbox.number(events),
+        record: Some(Box::new(record.clone())),
     };
     let mut journal = prefs.clone();
     journal.pending = Some(pending);
@@ -518,6 +519,7 @@ pub fn replace_binary(
         keep: record.previous_version.clone(),
         binary: Some(binary.clone()),
         events: prefs.outbox.number(events),
+        record: Some(Box::new(record.clone())),
     });
     journal.save(prefs_path)?;
     *prefs = journal;
@@ -583,6 +585,11 @@ pub fn recover_switch(
     let mut next = prefs.clone();
     next.pending = None;
     if happened && let Some(r) = next.apps.get_mut(&pending.app) {
+        // The record the switch meant to store (its health mark and failed
+        // versions included), else what older journals say.
+        if let Some(meant) = &pending.record {
+            *r = (**meant).clone();
+        }
         r.version = pending.to.clone();
         r.previous_version = pending.keep.clone();
         r.updated_at = Some(now);
@@ -801,6 +808,7 @@ mod tests {
             keep: Some(v("1.0")),
             binary: None,
             events: prefs.outbox.number(vec![reported("a")]),
+            record: None,
         };
         // Died before the rename: rolled back, the new version removed.
         prefs.pending = Some(journal.clone());

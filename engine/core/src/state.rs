@@ -157,6 +157,17 @@ pub struct AppRecord {
     /// app.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub commands: BTreeMap<String, crate::app_command::AppCommand>,
+    /// The check a new version must pass once it is live, or it is
+    /// switched back (`crate::health`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<crate::health::HealthGate>,
+    /// The recorded version's health check is owed (written with the
+    /// switch to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_pending: Option<crate::health::HealthPending>,
+    /// Versions that failed their health check, not installed again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<crate::health::RejectedVersion>,
 }
 
 impl AppRecord {
@@ -182,6 +193,9 @@ impl AppRecord {
             previous_version: None,
             settings: BTreeMap::new(),
             commands: BTreeMap::new(),
+            health_check: None,
+            health_pending: None,
+            rejected: Vec::new(),
         }
     }
 
@@ -286,6 +300,11 @@ pub struct PendingSwitch {
     /// undone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<OutboxEntry>,
+    /// The app's record as the completing write stores it (its version is
+    /// `to`). Journals written before it existed lack it; completing one
+    /// of those sets the version, the kept version and the time only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<Box<AppRecord>>,
 }
 
 /// The binary a [`SwitchKind::ReplaceBinary`] switch replaces.
@@ -508,6 +527,9 @@ mod tests {
                 "repair".to_owned(),
                 crate::app_command::AppCommand::parse("/opt/app/repair --level=%1").unwrap(),
             )]),
+            health_check: None,
+            health_pending: None,
+            rejected: Vec::new(),
         }
     }
 

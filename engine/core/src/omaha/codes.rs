@@ -69,6 +69,9 @@ pub mod install {
     pub const UPDATER: i64 = 1;
     /// The app's post-install check refused or failed.
     pub const POST_INSTALL_CHECK: i64 = 2;
+    /// The new version failed its health check once live; the app went
+    /// back to the version before.
+    pub const HEALTH_CHECK: i64 = 3;
 }
 
 /// Codes of the engine itself ([`ErrorCategory::Service`], 4).
@@ -116,6 +119,7 @@ pub fn meaning(category: i64, code: i64) -> Option<&'static str> {
         (1, download::DISAGREEMENT) => "response and TUF metadata disagree",
         (3, install::UPDATER) => "upkeep release not installed",
         (3, install::POST_INSTALL_CHECK) => "post-install check failed",
+        (3, install::HEALTH_CHECK) => "health check failed; switched back",
         (4, service::PREFS) => "prefs not written",
         (4, service::CANCELLED) => "cancelled",
         (4, service::PLUGIN_LOAD) => "plugin not loaded",
