@@ -1268,6 +1268,69 @@ fn app_update_scenario() -> Scenario {
     }
 }
 
+/// An update of alpha from 1.0 to 2.0 gated by the health check command
+/// `check` (`/bin/true` passes, `/bin/false` fails). A crash before the
+/// check passed leaves it owed: the next run switches back. Either way
+/// the app ends whole at 1.0 (2.0 rejected) or, only when the check
+/// passes, at 2.0.
+fn health_scenario(name: &'static str, check: &'static str) -> Scenario {
+    let m = Machine::new(Mode::SideBySide);
+    m.w.publish(ALPHA, "1.0", &[("bin/alpha", "alpha 1.0\n")]);
+    let command = format!("healthy={check}");
+    m.w.register_with(
+        ALPHA,
+        "0",
+        &plugin_path("install-archive"),
+        &["--command", &command, "--health-check-command", "healthy"],
+    );
+    expect_ok(&m.w.update(&[]));
+    m.w.publish(ALPHA, "2.0", &[("bin/alpha", "alpha 2.0\n")]);
+    let dirs = vec![m.state().to_path_buf(), m.w.installs.clone()];
+    let passes = check == "/bin/true";
+    // A failing check makes `update` exit 1 once it has switched back:
+    // that is the expected end of the uninterrupted run.
+    let update = move |m: &Machine, env: &[(&str, String)]| {
+        let mut out = m.run_with(support::upkeep_bin(), &["update"], env);
+        if !passes && out.status.code() == Some(1) && both(&out).contains("failed its health check") {
+            use std::os::unix::process::ExitStatusExt;
+            out.status = std::process::ExitStatus::from_raw(0);
+        }
+        out
+    };
+    let settled = move |m: &Machine| {
+        let p = m.prefs();
+        let a = &p.apps[ALPHA];
+        let rejected = a.rejected.iter().any(|r| r.version.to_string() == "2.0");
+        p.pending.is_none()
+            && a.health_pending.is_none()
+            && match a.version.to_string().as_str() {
+                "2.0" => passes,
+                "1.0" => rejected,
+                _ => false,
+            }
+    };
+    Scenario {
+        name,
+        m,
+        dirs,
+        run: Box::new(update),
+        after_crash: Box::new(|m| {
+            assert_app_whole(m, &["1.0", "2.0"]);
+        }),
+        finish: Box::new(move |m| {
+            until_done(name, || update(m, &[]), || settled(m));
+            let v = m.prefs().apps[ALPHA].version.to_string();
+            assert_eq!(assert_app_whole(m, &[v.as_str()]), v);
+        }),
+        reported: Some(Reported {
+            app: ALPHA,
+            event_type: 3,
+            from: "1.0",
+            to: Some("2.0"),
+        }),
+    }
+}
+
 fn rollback_scenario() -> Scenario {
     let m = Machine::new(Mode::SideBySide);
     m.w.publish(ALPHA, "1.0", &[("bin/alpha", "alpha 1.0\n")]);
@@ -1585,6 +1648,8 @@ fn every_crash_point_leaves_old_or_new_and_the_next_run_finishes() {
     let builders: Vec<(&str, Builder)> = vec![
         ("app update", app_update_scenario),
         ("rollback", rollback_scenario),
+        ("health check passes", || health_scenario("health check passes", "/bin/true")),
+        ("health check fails", || health_scenario("health check fails", "/bin/false")),
         ("app remove", app_remove_scenario),
         ("self-update side by side", self_update_scenario),
         ("single-binary self-update", single_binary_scenario),

@@ -126,7 +126,9 @@ fn run_check(
         }
         HealthCheck::Command { name } => {
             let Some(command) = record.commands.get(name) else {
-                return Err(format!("the health check command {name:?} is not registered"));
+                return Err(format!(
+                    "the health check command {name:?} is not registered"
+                ));
             };
             let arguments = command
                 .arguments_with(&[])
@@ -174,7 +176,11 @@ fn run_command(
                 ));
             }
             Ok(None) => std::thread::sleep(POLL),
-            Err(e) => return Err(format!("cannot wait for the health check command {name:?}: {e}")),
+            Err(e) => {
+                return Err(format!(
+                    "cannot wait for the health check command {name:?}: {e}"
+                ));
+            }
         }
     }
 }
@@ -251,7 +257,8 @@ pub(crate) fn recover_unfinished(
     }
     let session = upkeep_core::omaha::random_id().unwrap_or_default();
     for (id, version) in owed {
-        let why = format!("the health check of {version} did not finish (the process running it ended)");
+        let why =
+            format!("the health check of {version} did not finish (the process running it ended)");
         let back_to = switch_back(prefs_path, prefs, &id, &why, &session, observer)?;
         settled.push((id, version, back_to));
     }

@@ -39,14 +39,18 @@ fn command(r: &mut Registration, name: &str, line: &str, timeout: Option<u64>) {
 fn switched_back(w: &World, outcome: AppOutcome, why_part: &str) {
     match outcome {
         AppOutcome::Failed {
-            error: UpdateError::Unhealthy {
-                version,
-                back_to,
-                why,
-            },
+            error:
+                UpdateError::Unhealthy {
+                    version,
+                    back_to,
+                    why,
+                },
             ..
         } => {
-            assert_eq!((version.to_string(), back_to.to_string()), ("2.0".into(), "1.0".into()));
+            assert_eq!(
+                (version.to_string(), back_to.to_string()),
+                ("2.0".into(), "1.0".into())
+            );
             assert!(why.contains(why_part), "{why}");
         }
         other => panic!("expected a switch back, got {other:?}"),
@@ -57,7 +61,10 @@ fn switched_back(w: &World, outcome: AppOutcome, why_part: &str) {
     assert_eq!(record.health_pending, None);
     assert_eq!(record.rejected.len(), 1);
     assert_eq!(record.rejected[0].version.to_string(), "2.0");
-    assert!(!w.install_dir().join("versions/2.0").exists(), "the failed version is removed");
+    assert!(
+        !w.install_dir().join("versions/2.0").exists(),
+        "the failed version is removed"
+    );
     assert!(w.install_dir().join("versions/1.0").is_dir());
     // eventtype 3 (update), result 0 (error), errorcat 3 (install).
     let reported = w.server.events();
@@ -89,7 +96,10 @@ fn a_failing_check_switches_back_and_the_version_is_not_installed_again() {
     assert!(matches!(pass.apps[0].outcome, AppOutcome::UpToDate { .. }));
     assert_eq!(w.plugins.installs().len(), installs);
     assert!(
-        recorder.warnings.iter().any(|x| x.message.contains("not installed again")),
+        recorder
+            .warnings
+            .iter()
+            .any(|x| x.message.contains("not installed again")),
         "{:?}",
         recorder.warnings
     );
@@ -107,11 +117,19 @@ fn a_passing_command_keeps_the_new_version() {
     let mut recorder = Recorder::default();
     let pass = w.client.update(Selection::All, &mut recorder).unwrap();
     assert!(matches!(pass.apps[0].outcome, AppOutcome::Updated { .. }));
-    assert!(recorder.notices.iter().any(|n| matches!(n, Notice::HealthCheck { .. })));
+    assert!(
+        recorder
+            .notices
+            .iter()
+            .any(|n| matches!(n, Notice::HealthCheck { .. }))
+    );
     assert_eq!(w.current().as_deref(), Some("2.0"));
     let record = &w.prefs().apps[APP];
     assert_eq!(record.health_pending, None);
-    assert_eq!(record.previous_version.as_ref().map(ToString::to_string), Some("1.0".into()));
+    assert_eq!(
+        record.previous_version.as_ref().map(ToString::to_string),
+        Some("1.0".into())
+    );
 }
 
 #[test]
@@ -121,7 +139,10 @@ fn a_failing_or_slow_command_switches_back() {
     let w = at_one(|r| command(r, "healthy", "/bin/sleep 30", Some(1)));
     let started = std::time::Instant::now();
     switched_back(&w, w.update(), "did not finish within 1 s");
-    assert!(started.elapsed().as_secs() < 20, "the command was killed at its limit");
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "the command was killed at its limit"
+    );
 }
 
 #[test]
@@ -138,7 +159,9 @@ fn a_check_a_dead_process_left_unfinished_counts_as_failed() {
     let mut recorder = Recorder::default();
     let pass = w.client.update(Selection::All, &mut recorder).unwrap();
     assert!(
-        recorder.notices.iter().any(|n| matches!(n, Notice::HealthFailed { why, .. } if why.contains("did not finish"))),
+        recorder.notices.iter().any(
+            |n| matches!(n, Notice::HealthFailed { why, .. } if why.contains("did not finish"))
+        ),
         "{:?}",
         recorder.notices
     );
@@ -170,9 +193,11 @@ fn health_check_registrations_that_cannot_work_are_refused() {
         (alone, "with a health check"),
     ] {
         match w.client.register(r, &mut Recorder::default()) {
-            Err(e @ (ClientError::TwoHealthChecks
-            | ClientError::UnknownHealthCommand { .. }
-            | ClientError::BadHealthTimeout { .. })) => {
+            Err(
+                e @ (ClientError::TwoHealthChecks
+                | ClientError::UnknownHealthCommand { .. }
+                | ClientError::BadHealthTimeout { .. }),
+            ) => {
                 assert!(e.to_string().contains(expect), "{e}");
             }
             other => panic!("expected a refusal ({expect}), got {other:?}"),

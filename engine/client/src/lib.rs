@@ -44,6 +44,7 @@ pub mod policy;
 pub mod recovery;
 mod register;
 pub mod report;
+mod request;
 mod rollback;
 pub mod scope;
 mod self_install;
@@ -57,9 +58,9 @@ mod wake;
 #[cfg(test)]
 mod app_command_tests;
 #[cfg(test)]
-mod install_tests;
-#[cfg(test)]
 mod health_tests;
+#[cfg(test)]
+mod install_tests;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]

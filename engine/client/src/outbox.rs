@@ -172,7 +172,7 @@ impl Reporter<'_> {
         let sent = attach(&prefs.outbox, &prefs.apps, &mut apps);
         let mut builder = RequestBuilder::new(self.config.protocol)
             .updater("upkeep", env!("CARGO_PKG_VERSION"))
-            .os(crate::pass::this_os())
+            .os(crate::request::this_os())
             .sessionid(self.session);
         for app in apps {
             builder = builder.app(app);

@@ -1,8 +1,9 @@
 //! One update pass: the existence checks, one signed Omaha request for the
 //! apps, and for each offered update the whole verified path ([`crate::apply`]:
 //! TUF agreement, download, installer, post-install check, the journalled
-//! switch), then the events to the server and the telemetry sinks. The
-//! caller holds the state lock.
+//! switch, the health check once live: [`crate::health`]), then the events
+//! to the server and the telemetry sinks. The request is built in
+//! [`crate::request`]. The caller holds the state lock.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,14 +12,11 @@ use std::time::Instant;
 
 use upkeep_core::cancel::Cancel;
 use upkeep_core::check_schedule;
+use upkeep_core::health;
 use upkeep_core::http::{HttpClient, HttpTransport};
-use upkeep_core::omaha::{
-    AppStatus, DataRequest, EventType, Os, RequestApp, RequestBuilder, Response, UpdateCheckStatus,
-    random_id,
-};
+use upkeep_core::omaha::{AppStatus, EventType, Response, UpdateCheckStatus, random_id};
 use upkeep_core::state::{AppRecord, Prefs, StagedBinary};
 use upkeep_core::tuf::{SystemClock, Updater};
-use upkeep_core::health;
 use upkeep_core::update_check;
 use upkeep_core::version::Version;
 use upkeep_plugin_host::ExistenceInput;
@@ -32,12 +30,13 @@ use crate::config::Config;
 use crate::error::{ClientError, TufRefreshError, UpdateError};
 use crate::events::{Recorded, event, kind_for};
 use crate::files::{duration_ms, unix_now};
-use crate::install::{INSTALL_DATA, install_data_wanted, installer_data};
+use crate::install::installer_data;
 use crate::observer::{Observer, Warning};
-use crate::outbox::{Reporter, Sent, attach};
+use crate::outbox::Reporter;
 use crate::plugins::Plugins;
 use crate::policy::{AppRules, LoadedPolicy};
 use crate::report::{AppOutcome, AppReport, PassReport};
+use crate::request::build_request;
 
 /// What a pass does besides the existence checks.
 #[derive(Debug, Clone, Copy)]
@@ -296,84 +295,6 @@ pub(crate) fn check_and_apply(
         staged,
         replaced_binary: run.replaced.take(),
     })
-}
-
-/// The update check request for `ids`: versions, channel, brand, language,
-/// install source, cohort, ping days, and install data for first installs that ask for it; the
-/// outbox's waiting events ride along.
-fn build_request(
-    env: &Env<'_>,
-    prefs: &Prefs,
-    ids: &[String],
-    session: &str,
-    install_source: Option<&str>,
-) -> Result<(upkeep_core::omaha::Request, Sent), ClientError> {
-    let config = env.config;
-    let policy = env.policy.policy();
-    let mut builder = RequestBuilder::new(config.protocol)
-        .updater("upkeep", env!("CARGO_PKG_VERSION"))
-        .os(this_os())
-        .sessionid(session);
-    if let Some(preference) = policy.download_preference {
-        builder = builder.attribute("dlpref", preference.name());
-    }
-    let mut apps = Vec::new();
-    for id in ids {
-        let record = &prefs.apps[id];
-        let mut app = RequestApp::new(id.clone(), &record.version);
-        app.brand = record.brand.clone();
-        app.lang = record.lang.clone();
-        app.installsource = install_source.map(str::to_owned);
-        app.cohort = record.cohort.clone();
-        app.installdate = Some(record.days.install_date_to_send());
-        app.ping = Some(record.days.ping(None));
-        let rules = AppRules::new(policy, Some(config), id, Some(record));
-        rules.apply_to(
-            &mut app,
-            rules.hold(&record.version, install_source.is_some()),
-        );
-        if let Some(index) = install_data_wanted(record) {
-            app.data.push(DataRequest {
-                name: INSTALL_DATA.to_owned(),
-                index: Some(index.to_owned()),
-            });
-        }
-        apps.push(app);
-    }
-    let sent = attach(&prefs.outbox, &prefs.apps, &mut apps);
-    for app in apps {
-        builder = builder.app(app);
-    }
-    let request = builder
-        .build()
-        .map_err(|e| ClientError::Random(e.to_string()))?;
-    Ok((request, sent))
-}
-
-/// The request's `os`: platform, version and architecture.
-pub(crate) fn this_os() -> Os {
-    Os {
-        platform: Some(std::env::consts::OS.to_owned()),
-        version: os_version(),
-        arch: Some(std::env::consts::ARCH.to_owned()),
-        ..Os::default()
-    }
-}
-
-/// The operating system's version as Chromium's updater sends it on Linux:
-/// the kernel release (`uname -r`). `None` where it cannot be read.
-fn os_version() -> Option<String> {
-    #[cfg(target_os = "linux")]
-    {
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty() && s.len() <= 128 && !s.contains(char::is_control))
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        None
-    }
 }
 
 fn merge_cohort(record: &mut AppRecord, app: &upkeep_core::omaha::App) {

@@ -145,7 +145,9 @@ pub fn recover(
     {
         log(
             root,
-            &format!("{id}: the health check of {failed} was left unfinished; switched back to {back_to}"),
+            &format!(
+                "{id}: the health check of {failed} was left unfinished; switched back to {back_to}"
+            ),
         );
     }
     if prefs.pending.is_none() {

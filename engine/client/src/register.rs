@@ -266,12 +266,17 @@ fn health_gate(
         Some(s) if (1..=health::MAX_TIMEOUT_SECS).contains(&s) => s,
         Some(s) => return Err(ClientError::BadHealthTimeout { seconds: s }),
     };
-    let check = match (&registration.health_check, &registration.health_check_command) {
+    let check = match (
+        &registration.health_check,
+        &registration.health_check_command,
+    ) {
         (Some(_), Some(_)) => return Err(ClientError::TwoHealthChecks),
         (Some(plugin), None) => HealthCheck::Plugin {
             plugin: identify(plugin)?,
         },
-        (None, Some(name)) if commands.contains_key(name) => HealthCheck::Command { name: name.clone() },
+        (None, Some(name)) if commands.contains_key(name) => {
+            HealthCheck::Command { name: name.clone() }
+        }
         (None, Some(name)) => {
             return Err(ClientError::UnknownHealthCommand {
                 name: name.clone(),
