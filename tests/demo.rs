@@ -40,6 +40,10 @@ fn the_demo_installs_updates_and_reports() {
         "org.example.notes: stays at 1.0: updates are disabled by policy",
         "policy apps.\"org.example.notes\".update",
         "org.example.notes: updated 1.0 -> 1.1",
+        "1.2 failed its health check",
+        "the app says: hello from org.example.notes 1.1",
+        "org.example.notes: updated 1.1 -> 1.3",
+        "the app says: hello from org.example.notes 1.3",
         "exits: asked to stop (SIGTERM)",
         "demo complete",
     ] {

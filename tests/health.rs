@@ -44,7 +44,10 @@ fn fails_then_recovers(w: &World, why: &str) {
     let out = w.update(&[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let err = text(&out.stderr);
-    assert!(err.contains("2.0 failed its health check") && err.contains(why), "{err}");
+    assert!(
+        err.contains("2.0 failed its health check") && err.contains(why),
+        "{err}"
+    );
     assert!(err.contains("switched back to 1.0"), "{err}");
     assert_eq!(w.version(APP), "1.0");
     assert_eq!(live_version_file(w), "1.0\n");
@@ -57,7 +60,11 @@ fn fails_then_recovers(w: &World, why: &str) {
     let out = w.update(&[]);
     let stdout = expect_success(&out);
     assert!(stdout.contains("up to date at 1.0"), "{stdout}");
-    assert!(text(&out.stderr).contains("not installed again"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not installed again"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A newer release that works is installed and kept.
     publish(w, "3.0", "3.0");
@@ -66,7 +73,10 @@ fn fails_then_recovers(w: &World, why: &str) {
     assert_eq!(live_version_file(w), "3.0\n");
     let prefs = w.prefs_json();
     assert!(prefs["apps"][APP].get("rejected").is_none(), "{prefs}");
-    assert!(prefs["apps"][APP].get("health_pending").is_none(), "{prefs}");
+    assert!(
+        prefs["apps"][APP].get("health_pending").is_none(),
+        "{prefs}"
+    );
 }
 
 #[test]

@@ -1291,7 +1291,8 @@ fn health_scenario(name: &'static str, check: &'static str) -> Scenario {
     // that is the expected end of the uninterrupted run.
     let update = move |m: &Machine, env: &[(&str, String)]| {
         let mut out = m.run_with(support::upkeep_bin(), &["update"], env);
-        if !passes && out.status.code() == Some(1) && both(&out).contains("failed its health check") {
+        if !passes && out.status.code() == Some(1) && both(&out).contains("failed its health check")
+        {
             use std::os::unix::process::ExitStatusExt;
             out.status = std::process::ExitStatus::from_raw(0);
         }
@@ -1648,8 +1649,12 @@ fn every_crash_point_leaves_old_or_new_and_the_next_run_finishes() {
     let builders: Vec<(&str, Builder)> = vec![
         ("app update", app_update_scenario),
         ("rollback", rollback_scenario),
-        ("health check passes", || health_scenario("health check passes", "/bin/true")),
-        ("health check fails", || health_scenario("health check fails", "/bin/false")),
+        ("health check passes", || {
+            health_scenario("health check passes", "/bin/true")
+        }),
+        ("health check fails", || {
+            health_scenario("health check fails", "/bin/false")
+        }),
         ("app remove", app_remove_scenario),
         ("self-update side by side", self_update_scenario),
         ("single-binary self-update", single_binary_scenario),

@@ -216,12 +216,6 @@ pub(crate) fn switch_back(
             format!("cannot remove the failed version {}: {e}", record.version),
         ));
     }
-    observer.notice(&Notice::HealthFailed {
-        app: id.to_owned(),
-        version: record.version.clone(),
-        back_to: pending.previous.clone(),
-        why: why.to_owned(),
-    });
     Ok(pending.previous)
 }
 
@@ -260,6 +254,12 @@ pub(crate) fn recover_unfinished(
         let why =
             format!("the health check of {version} did not finish (the process running it ended)");
         let back_to = switch_back(prefs_path, prefs, &id, &why, &session, observer)?;
+        observer.notice(&Notice::HealthFailed {
+            app: id.clone(),
+            version: version.clone(),
+            back_to: back_to.clone(),
+            why,
+        });
         settled.push((id, version, back_to));
     }
     Ok(settled)

@@ -183,8 +183,9 @@ pub enum Notice {
         /// The new version.
         version: Version,
     },
-    /// An app's new version failed its health check and the app was
-    /// switched back.
+    /// A health check a dead process left unfinished counted as failed:
+    /// the app was switched back (a check that fails in the pass is
+    /// reported in the pass report instead).
     HealthFailed {
         /// The app.
         app: String,

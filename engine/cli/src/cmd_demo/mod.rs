@@ -17,6 +17,7 @@ use clap::Args;
 
 use crate::ExitCode;
 
+mod health;
 mod offline;
 mod policy;
 mod rollout;
@@ -55,9 +56,14 @@ fn plugin_dir(explicit: Option<&Path>) -> Result<PathBuf> {
         }
     }
     for c in &candidates {
-        if ["install-archive", "exists-path", "telemetry-jsonl"]
-            .iter()
-            .all(|n| c.join(format!("{n}.wasm")).is_file())
+        if [
+            "install-archive",
+            "exists-path",
+            "telemetry-jsonl",
+            "qualify-selftest",
+        ]
+        .iter()
+        .all(|n| c.join(format!("{n}.wasm")).is_file())
         {
             // Absolute: the machine's config.toml names them, and its
             // relative paths are relative to the file.
@@ -119,6 +125,32 @@ impl Demo {
         }
     }
 
+    /// Runs `upkeep ARGS`, which is to fail (exit 1), and shows what it
+    /// printed; its standard error.
+    fn upkeep_refused(&self, args: &[&std::ffi::OsStr]) -> Result<String> {
+        let out = Command::new(&self.exe)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .with_context(|| format!("running {}", self.exe.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.code() != Some(1) {
+            bail!(
+                "expected `upkeep` to fail ({}):\n{stdout}{stderr}",
+                out.status
+            );
+        }
+        for line in stdout
+            .lines()
+            .chain(stderr.lines())
+            .filter(|l| !l.trim().is_empty())
+        {
+            println!("   | {line}");
+        }
+        Ok(stderr)
+    }
+
     /// Runs `upkeep ARGS`, shows its stdout indented, fails with its stderr.
     fn upkeep(&self, args: &[&std::ffi::OsStr], show: bool) -> Result<String> {
         let out = Command::new(&self.exe)
@@ -158,7 +190,20 @@ impl Demo {
     /// Builds the payload of `app` `version` in `vendor/<build>` and adds
     /// it to the repository.
     fn publish_app(&self, repo: &Path, app: &str, build: &str, version: &str) -> Result<PathBuf> {
-        let payload = write_payload(&self.path(&format!("vendor/{build}")), app, version)?;
+        self.publish_saying(repo, app, build, version, version)
+    }
+
+    /// [`Demo::publish_app`] with a VERSION file that says `says` (a
+    /// broken build when it is not `version`).
+    fn publish_saying(
+        &self,
+        repo: &Path,
+        app: &str,
+        build: &str,
+        version: &str,
+        says: &str,
+    ) -> Result<PathBuf> {
+        let payload = write_payload(&self.path(&format!("vendor/{build}")), app, version, says)?;
         let args = [
             os("repo"),
             os("add"),
@@ -290,9 +335,9 @@ fn os(s: &str) -> &std::ffi::OsStr {
     std::ffi::OsStr::new(s)
 }
 
-/// Writes `hello-VERSION.tar.gz` of `app`: a script, a VERSION file and
-/// notes.
-fn write_payload(dir: &Path, app: &str, version: &str) -> Result<PathBuf> {
+/// Writes `hello-VERSION.tar.gz` of `app`: a script, a VERSION file
+/// saying `says` and notes.
+fn write_payload(dir: &Path, app: &str, version: &str, says: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("hello-{version}.tar.gz"));
     let file =
@@ -314,7 +359,7 @@ fn write_payload(dir: &Path, app: &str, version: &str) -> Result<PathBuf> {
         0o755,
         format!("#!/bin/sh\necho \"hello from {app} {version}\"\n").as_bytes(),
     )?;
-    add("VERSION", 0o644, format!("{version}\n").as_bytes())?;
+    add("VERSION", 0o644, format!("{says}\n").as_bytes())?;
     add(
         &format!("NOTES-{version}.txt"),
         0o644,
@@ -496,6 +541,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
 
     offline::run(&mut d, &repo, &state, &update)?;
     policy::run(&mut d, &repo, &state, &update)?;
+    health::run(&mut d, &repo, &state, &update)?;
 
     d.step("What the telemetry sink recorded on the machine");
     let sink = state.join("telemetry/telemetry-jsonl/events.jsonl");
