@@ -477,6 +477,7 @@ fn absolute_paths(r: &Registration, offline_dir: Option<&PathBuf>) -> Result<()>
         .chain([
             r.existence.as_ref(),
             r.post_install_check.as_ref(),
+            r.health_check.as_ref(),
             offline_dir,
         ]);
     if let Some(relative) = paths.flatten().find(|p| !p.is_absolute()) {
