@@ -107,3 +107,66 @@ fn registered_commands_run_are_reported_and_go_with_their_app() {
     );
     assert!(!text(&w.prefs()).contains("--level"));
 }
+
+/// A release archive holding an executable `bin/status` that prints its
+/// version and its first argument.
+fn release_with_status(version: &str) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    let script = format!("#!/bin/sh\necho \"status of {version}: $1\"\n");
+    let mut header = tar::Header::new_gnu();
+    header.set_size(script.len() as u64);
+    header.set_mode(0o755);
+    header.set_cksum();
+    tar.append_data(&mut header, "bin/status", script.as_bytes())
+        .unwrap();
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+fn repo_add(w: &World, version: &str, extra: &[&str]) -> std::process::Output {
+    let file = w.path(&format!("status-{version}.tar.gz"));
+    std::fs::write(&file, release_with_status(version)).unwrap();
+    support::upkeep()
+        .args(["repo", "add"])
+        .arg(&w.repo)
+        .args(["--app", APP, "--version", version])
+        .args(extra)
+        .arg(&file)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_release_brings_its_signed_commands_and_the_next_release_replaces_them() {
+    let mut w = World::new();
+    // A release command's program must lie inside the app.
+    for bad in [
+        "status=/bin/sh -c id",
+        "status=../../bin/sh",
+        "status=bin/%1",
+    ] {
+        let out = repo_add(&w, "1.0", &["--command", bad]);
+        expect_failure(&out, &["command \"status\""]);
+    }
+    expect_success(&repo_add(
+        &w,
+        "1.0",
+        &["--command", "status=bin/status --check=%1"],
+    ));
+    w.serve();
+    w.register_with(APP, "0", &support::plugin_path("install-archive"), &[]);
+    expect_success(&w.update(&[]));
+    let prefs = w.prefs_json();
+    assert_eq!(
+        prefs["apps"][APP]["release_commands"]["status"]["executable"],
+        "bin/status"
+    );
+    let out = app_command(&w, &[APP, "status", "disk"]);
+    assert_eq!(expect_success(&out), "status of 1.0: --check=disk\n");
+
+    // 2.0 brings no command: the release's commands go with 1.0.
+    expect_success(&repo_add(&w, "2.0", &[]));
+    expect_success(&w.update(&[]));
+    let out = app_command(&w, &[APP, "status", "disk"]);
+    expect_failure(&out, &["has no command \"status\""]);
+}

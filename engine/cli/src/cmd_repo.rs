@@ -1,6 +1,5 @@
 //! `upkeep repo`: create, publish to and serve update repositories.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,7 +11,7 @@ use upkeep_core::tuf::metadata::TOP_LEVEL_ROLES;
 use upkeep_server::EventsUrl;
 use upkeep_server::delegation::{DelegateOptions, RoleKeysChanged};
 use upkeep_server::http::{ServeOptions, serve_blocking};
-use upkeep_server::repo::{InitOptions, NewRelease, Repo};
+use upkeep_server::repo::{InitOptions, Repo};
 
 /// Options of `upkeep repo`.
 #[derive(Debug, Args)]
@@ -41,7 +40,7 @@ enum RepoAction {
     /// role is not trusted for is refused before anything is written. A
     /// failure leaves the published metadata as it was.
     #[command(disable_version_flag = true)]
-    Add(AddArgs),
+    Add(crate::cmd_repo_add::AddArgs),
     /// List the published releases: apps, versions, channels, rollouts,
     /// files with sizes and SHA-256.
     List(crate::cmd_repo_show::ListArgs),
@@ -152,45 +151,6 @@ struct InitArgs {
     /// The CUP key id clients pin.
     #[arg(long, value_name = "ID", default_value_t = 1)]
     cup_key_id: u32,
-}
-
-#[derive(Debug, Args)]
-struct AddArgs {
-    /// The repository directory.
-    dir: PathBuf,
-    /// The app id (compared case-insensitively; stored in lower case in paths).
-    #[arg(long, value_name = "ID")]
-    app: String,
-    /// The release version (1 to 4 dot-separated numbers).
-    #[arg(long = "version", id = "release_version", value_name = "V")]
-    release_version: String,
-    /// The channel clients ask for with `ap` (default: the empty channel).
-    #[arg(long, value_name = "NAME", default_value = "")]
-    channel: String,
-    /// An argument for the installer (repeat for several, in order).
-    #[arg(long = "installer-arg", value_name = "ARG", allow_hyphen_values = true)]
-    installer_args: Vec<String>,
-    /// Omaha install data: the UTF-8 text of FILE, answered to clients that
-    /// ask for INDEX (repeat for several indexes). Signed with the release
-    /// in the targets metadata; at most 64 KiB each.
-    #[arg(long = "install-data", value_name = "INDEX=FILE")]
-    install_data: Vec<String>,
-    /// The key directory (default: the one `repo init` used).
-    #[arg(long, value_name = "KEYDIR")]
-    keys: Option<PathBuf>,
-    /// Publish into this delegated role instead of the top-level targets:
-    /// signed with the role's keys only (plus snapshot.key and
-    /// timestamp.key). Refused before anything is written when clients
-    /// would not find the release there.
-    #[arg(long, value_name = "ROLE", default_value = "targets")]
-    role: String,
-    /// A key file of the role (repeat up to its threshold; default:
-    /// KEYDIR/delegated/ROLE-<i>.key).
-    #[arg(long = "role-key", value_name = "FILE")]
-    role_keys: Vec<PathBuf>,
-    /// The payload files.
-    #[arg(required = true, value_name = "PAYLOAD")]
-    payloads: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -334,7 +294,7 @@ pub(crate) fn open(dir: &Path) -> Result<Repo> {
 pub fn run(args: RepoArgs) -> Result<()> {
     match args.action {
         RepoAction::Init(a) => init(a),
-        RepoAction::Add(a) => add(a),
+        RepoAction::Add(a) => crate::cmd_repo_add::run(a),
         RepoAction::List(a) => crate::cmd_repo_show::list(a),
         RepoAction::Offline(a) => crate::cmd_repo_offline::run(a),
         RepoAction::Serve(a) => serve(a),
@@ -527,41 +487,6 @@ fn init(a: InitArgs) -> Result<()> {
     println!(
         "give clients: {}",
         repo.dir().join(upkeep_server::repo::CLIENT_DIR).display()
-    );
-    Ok(())
-}
-
-fn add(a: AddArgs) -> Result<()> {
-    let repo = open(&a.dir)?;
-    let mut install_data = BTreeMap::new();
-    for spec in &a.install_data {
-        let Some((index, file)) = spec.split_once('=') else {
-            bail!("--install-data {spec:?}: give INDEX=FILE");
-        };
-        let text = std::fs::read_to_string(file).with_context(|| {
-            format!("--install-data {spec:?}: cannot read {file} as UTF-8 text")
-        })?;
-        if install_data.insert(index.to_owned(), text).is_some() {
-            bail!("--install-data: index {index:?} given twice");
-        }
-    }
-    if a.role == "targets" && !a.role_keys.is_empty() {
-        bail!("--role-key needs --role ROLE (a delegated role)");
-    }
-    let release = NewRelease {
-        app: a.app,
-        version: a.release_version,
-        channel: a.channel,
-        installer_args: a.installer_args,
-        install_data,
-        payloads: a.payloads,
-    };
-    let published = repo
-        .add_to_role(a.keys.as_deref(), &a.role, &a.role_keys, &release)
-        .with_context(|| format!("publishing {} {}", release.app, release.version))?;
-    println!(
-        "published {} {}: targets {}, snapshot {}, timestamp {}",
-        release.app, release.version, published.targets, published.snapshot, published.timestamp
     );
     Ok(())
 }

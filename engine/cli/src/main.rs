@@ -12,6 +12,7 @@ mod cmd_omaha;
 mod cmd_plugin;
 mod cmd_policy;
 mod cmd_repo;
+mod cmd_repo_add;
 mod cmd_repo_offline;
 mod cmd_repo_show;
 mod cmd_repo_stats;

@@ -61,11 +61,11 @@ impl Client {
                 root: self.root.clone(),
             });
         };
-        let Some(command) = record.commands.get(name) else {
+        let Some(command) = record.command(name) else {
             return Err(ClientError::UnknownAppCommand {
                 app: id.clone(),
                 name: name.to_owned(),
-                known: record.commands.keys().cloned().collect(),
+                known: record.command_names(),
             });
         };
         let refused = |source: AppCommandError| ClientError::AppCommand {
@@ -80,7 +80,7 @@ impl Client {
         } else {
             record.install_dir.clone()
         };
-        let executable = command.executable.clone();
+        let executable = command.program_in(&dir);
         drop(lock);
 
         let output = Command::new(&executable)

@@ -3,10 +3,12 @@
 //! gives; each is downloaded (SHA-256 while streaming, capped at the
 //! length, resumable) into `downloads/<app>/<version>/`, then installed.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use upkeep_core::app_command::AppCommand;
 use upkeep_core::crash;
 use upkeep_core::download::{
     DownloadError, DownloadProgress, DownloadReport, DownloadRequest, Downloader,
@@ -14,6 +16,7 @@ use upkeep_core::download::{
 use upkeep_core::http::HttpTransport;
 use upkeep_core::omaha::{EventType, UpdateCheck};
 use upkeep_core::state::AppRecord;
+use upkeep_core::tuf::metadata::TargetFile;
 use upkeep_core::tuf::{SystemClock, Updater, UpdaterConfig, init_trusted_root};
 use upkeep_core::update_check::{OfferedPackage, agree, offered_packages, target_path};
 use upkeep_core::version::Version;
@@ -21,12 +24,14 @@ use upkeep_core::version::Version;
 use crate::error::{TufRefreshError, UpdateError};
 use crate::events::{Recorded, event};
 use crate::files::duration_ms;
-use crate::observer::{Notice, Progress};
+use crate::observer::{Notice, Progress, Warning};
 use crate::pass::{Run, Tuf};
 
 /// What applying one update did.
 pub(crate) struct Applied {
     pub(crate) downloads: Vec<DownloadReport>,
+    /// The app commands the release's signed metadata brings.
+    pub(crate) commands: BTreeMap<String, AppCommand>,
     /// Wall time of the installer: plugin load and call.
     pub(crate) install_time: Duration,
 }
@@ -49,6 +54,35 @@ impl<'a> Run<'a, '_> {
         Ok(())
     }
 
+    /// The app commands in the release's signed `custom.upkeep.commands`
+    /// (name → command line, its program inside the live version); one
+    /// that cannot be used is left out with a warning.
+    fn release_commands(&mut self, id: &str, file: &TargetFile) -> BTreeMap<String, AppCommand> {
+        let listed = file
+            .custom
+            .as_ref()
+            .and_then(|c| c.get("upkeep"))
+            .and_then(|u| u.get("commands"))
+            .and_then(serde_json::Value::as_object);
+        let mut commands = BTreeMap::new();
+        for (name, line) in listed.into_iter().flatten() {
+            let parsed = line
+                .as_str()
+                .ok_or_else(|| "not a string".to_owned())
+                .and_then(|l| AppCommand::parse_release(l).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(command) => {
+                    commands.insert(name.clone(), command);
+                }
+                Err(why) => self.observer.warning(&Warning::app(
+                    id,
+                    format!("the release's command {name:?} is left out: {why}"),
+                )),
+            }
+        }
+        commands
+    }
+
     /// Downloads, verifies and installs an offered update.
     pub(crate) fn apply(
         &mut self,
@@ -64,6 +98,7 @@ impl<'a> Run<'a, '_> {
         })?;
         // Every package must be a release the TUF targets metadata signed.
         let mut agreed = Vec::new();
+        let mut commands = BTreeMap::new();
         for package in &packages {
             let path = target_path(id, next, &package.name);
             let target =
@@ -73,6 +108,9 @@ impl<'a> Run<'a, '_> {
                         path: path.clone(),
                         source,
                     })?;
+            if agreed.is_empty() {
+                commands = self.release_commands(id, &target.file);
+            }
             let file = agree(package, &target).map_err(UpdateError::Disagreement)?;
             agreed.push((package, file));
         }
@@ -115,6 +153,7 @@ impl<'a> Run<'a, '_> {
         crash::point("install.done");
         Ok(Applied {
             downloads: reports,
+            commands,
             install_time: install_started.elapsed(),
         })
     }

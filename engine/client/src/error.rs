@@ -530,7 +530,7 @@ pub enum ClientError {
         root: PathBuf,
     },
     /// The app has no command of that name.
-    #[error("{app} has no command {name:?} (registered: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
+    #[error("{app} has no command {name:?} (it has: {})", if known.is_empty() { "none".to_owned() } else { known.join(", ") })]
     UnknownAppCommand {
         /// The app.
         app: String,

@@ -125,7 +125,7 @@ fn run_check(
             }
         }
         HealthCheck::Command { name } => {
-            let Some(command) = record.commands.get(name) else {
+            let Some(command) = record.command(name) else {
                 return Err(format!(
                     "the health check command {name:?} is not registered"
                 ));
@@ -133,7 +133,7 @@ fn run_check(
             let arguments = command
                 .arguments_with(&[])
                 .map_err(|e| format!("the health check command {name:?}: {e}"))?;
-            run_command(name, &command.executable, &arguments, &live, limit)
+            run_command(name, &command.program_in(&live), &arguments, &live, limit)
         }
     }
 }

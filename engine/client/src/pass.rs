@@ -452,6 +452,8 @@ impl<'a> Run<'a, '_> {
                 });
                 self.apply(id, &record, check, v, data.as_deref())
                     .and_then(|applied| {
+                        let mut updated = updated;
+                        updated.release_commands.clone_from(&applied.commands);
                         let update = Update {
                             events: self.succeeded(id, &record, v, &applied, started),
                             record: updated,

@@ -142,6 +142,10 @@ impl Client {
                 record.previous_version = p.previous_version.clone();
             }
             record.rejected = p.rejected.clone();
+            // The installed release's commands stay with it.
+            if p.version == version {
+                record.release_commands = p.release_commands.clone();
+            }
         }
         prefs.apps.insert(id.clone(), record);
         prefs.save(&self.root.join(PREFS_FILE))?;

@@ -4,8 +4,12 @@
 //! once, at registration; a parameter then replaces its placeholder inside
 //! one argument and can never become an argument of its own or the
 //! program, and no shell is involved.
+//!
+//! A command comes from the machine's registration (its program an
+//! absolute path) or from a release, in the signed targets metadata (its
+//! program a path inside the app's live version, `<install-dir>/current`).
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +21,8 @@ pub const MAX_PARAMETERS: usize = 9;
 /// A registered command: the program and its argument templates.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppCommand {
-    /// The program, an absolute path without placeholders.
+    /// The program without placeholders: an absolute path, or (a
+    /// release's command) a path inside the app's live version.
     pub executable: PathBuf,
     /// The arguments, with `%1`..`%9` placeholders and `%%` for a `%`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -37,6 +42,11 @@ pub enum AppCommandError {
     /// The program is not an absolute path.
     #[error("the program {0:?} is not an absolute path")]
     NotAbsolute(String),
+    /// A release's program leaves the app's directory.
+    #[error(
+        "the program {0:?} of a release's command must be a path inside the app (relative, without ..)"
+    )]
+    OutsideApp(String),
     /// The program has a placeholder (a parameter could change it).
     #[error("the program {0:?} has a %: parameters may only go into arguments")]
     PlaceholderInProgram(String),
@@ -140,6 +150,41 @@ impl AppCommand {
             pieces(a)?;
         }
         Ok(command)
+    }
+
+    /// Parses a command a release brings (`commands` in its signed
+    /// metadata): as [`AppCommand::parse`], but the program is a path
+    /// inside the app's live version: relative, no `..`, no root.
+    pub fn parse_release(command_line: &str) -> Result<AppCommand, AppCommandError> {
+        let mut words = split_args(command_line)
+            .map_err(|e| AppCommandError::Quoting(e.to_string()))?
+            .into_iter();
+        let program = words.next().ok_or(AppCommandError::Empty)?;
+        if program.contains('%') {
+            return Err(AppCommandError::PlaceholderInProgram(program));
+        }
+        let path = Path::new(&program);
+        if !path.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(AppCommandError::OutsideApp(program));
+        }
+        let command = AppCommand {
+            executable: path.to_path_buf(),
+            arguments: words.collect(),
+        };
+        for a in &command.arguments {
+            pieces(a)?;
+        }
+        Ok(command)
+    }
+
+    /// The program to run: absolute as registered, or a release's program
+    /// inside `live` (the app's `current` directory).
+    pub fn program_in(&self, live: &Path) -> PathBuf {
+        if self.executable.is_absolute() {
+            self.executable.clone()
+        } else {
+            live.join(&self.executable)
+        }
     }
 
     /// How many parameters the command takes: its highest placeholder.
@@ -286,5 +331,22 @@ mod tests {
         );
         let none = AppCommand::parse("/bin/true").unwrap();
         assert_eq!(none.arguments_with(&[]).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_release_command_runs_a_program_inside_the_app() {
+        let c = AppCommand::parse_release("bin/repair --level=%1").unwrap();
+        assert_eq!(
+            c.program_in(Path::new("/opt/app/current")),
+            Path::new("/opt/app/current/bin/repair")
+        );
+        assert_eq!(c.parameters(), 1);
+        for bad in ["/bin/sh -c x", "../bin/sh", "bin/../../x", "./bin/x", ""] {
+            assert!(AppCommand::parse_release(bad).is_err(), "{bad:?}");
+        }
+        assert!(matches!(
+            AppCommand::parse_release("bin/%1"),
+            Err(AppCommandError::PlaceholderInProgram(_))
+        ));
     }
 }

@@ -157,6 +157,11 @@ pub struct AppRecord {
     /// app.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub commands: BTreeMap<String, crate::app_command::AppCommand>,
+    /// The commands the installed release brought (its signed metadata's
+    /// `commands`, programs inside the live version), replaced with every
+    /// update; a registered command of the same name wins.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub release_commands: BTreeMap<String, crate::app_command::AppCommand>,
     /// The check a new version must pass once it is live, or it is
     /// switched back (`crate::health`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,10 +198,31 @@ impl AppRecord {
             previous_version: None,
             settings: BTreeMap::new(),
             commands: BTreeMap::new(),
+            release_commands: BTreeMap::new(),
             health_check: None,
             health_pending: None,
             rejected: Vec::new(),
         }
+    }
+
+    /// The command `name`: the registered one, else the release's.
+    pub fn command(&self, name: &str) -> Option<&crate::app_command::AppCommand> {
+        self.commands
+            .get(name)
+            .or_else(|| self.release_commands.get(name))
+    }
+
+    /// The names of every command the app has, registered or the release's.
+    pub fn command_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .commands
+            .keys()
+            .chain(self.release_commands.keys())
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// The settings as the plugin interface carries them.
@@ -527,6 +553,7 @@ mod tests {
                 "repair".to_owned(),
                 crate::app_command::AppCommand::parse("/opt/app/repair --level=%1").unwrap(),
             )]),
+            release_commands: BTreeMap::new(),
             health_check: None,
             health_pending: None,
             rejected: Vec::new(),

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use upkeep_core::app_command::AppCommand;
 use upkeep_core::tuf::metadata::{
     RoleKeys, Root, SPEC_VERSION, TOP_LEVEL_ROLES, TargetFile, sign_metadata,
 };
@@ -150,6 +151,10 @@ pub struct NewRelease {
     /// Omaha install data, text by index; signed with the release in the
     /// targets metadata (see [`MAX_INSTALL_DATA_BYTES`]).
     pub install_data: BTreeMap<String, String>,
+    /// App commands the release brings: name → command line, its program
+    /// a path inside the app's live version ([`AppCommand::parse_release`]);
+    /// signed with the release in the targets metadata.
+    pub commands: BTreeMap<String, String>,
     /// Payload files.
     pub payloads: Vec<PathBuf>,
 }
@@ -832,6 +837,19 @@ pub(crate) fn prepare_release(release: &NewRelease) -> Result<PreparedRelease, S
             )));
         }
     }
+    for (name, line) in &release.commands {
+        if name.is_empty()
+            || name.len() > 128
+            || name.contains('=')
+            || name.chars().any(char::is_control)
+        {
+            return Err(ServerError::Invalid(format!(
+                "command name {name:?}: 1 to 128 characters without control characters or '='"
+            )));
+        }
+        AppCommand::parse_release(line)
+            .map_err(|e| ServerError::Invalid(format!("command {name:?}: {e}")))?;
+    }
     if release.payloads.is_empty() {
         return Err(ServerError::Invalid("no payload file given".into()));
     }
@@ -857,6 +875,9 @@ pub(crate) fn prepare_release(release: &NewRelease) -> Result<PreparedRelease, S
     }});
     if !release.install_data.is_empty() {
         custom["upkeep"]["install_data"] = serde_json::json!(release.install_data);
+    }
+    if !release.commands.is_empty() {
+        custom["upkeep"]["commands"] = serde_json::json!(release.commands);
     }
     Ok(PreparedRelease {
         app: release.app.clone(),
@@ -971,6 +992,7 @@ mod tests {
                     channel: String::new(),
                     installer_args: vec!["--quiet".into()],
                     install_data: [("en".to_owned(), "{\"lang\":\"en\"}".to_owned())].into(),
+                    commands: BTreeMap::new(),
                     payloads: vec![p],
                 },
             )
@@ -1042,6 +1064,7 @@ mod tests {
             channel: "beta".into(),
             installer_args: vec![],
             install_data: BTreeMap::new(),
+            commands: BTreeMap::new(),
             payloads: vec![p.clone()],
         };
         repo.add(None, &release).unwrap();

@@ -61,6 +61,7 @@ pub fn release(app: &str, version: &str, payload: PathBuf) -> NewRelease {
         channel: String::new(),
         installer_args: vec![],
         install_data: BTreeMap::new(),
+        commands: BTreeMap::new(),
         payloads: vec![payload],
     }
 }

@@ -38,6 +38,7 @@ fn serve(dir: &Path) -> (tokio::runtime::Runtime, SocketAddr, Repo) {
                 channel: channel.into(),
                 installer_args: Vec::new(),
                 install_data: Default::default(),
+                commands: Default::default(),
                 payloads: vec![payload],
             },
         )

@@ -125,21 +125,26 @@ impl Demo {
         }
     }
 
-    /// Runs `upkeep ARGS`, which is to fail (exit 1), and shows what it
-    /// printed; its standard error.
-    fn upkeep_refused(&self, args: &[&std::ffi::OsStr]) -> Result<String> {
+    /// Runs `upkeep ARGS`: its exit status, stdout and stderr.
+    fn run(&self, args: &[&std::ffi::OsStr]) -> Result<(Option<i32>, String, String)> {
         let out = Command::new(&self.exe)
             .args(args)
             .env_remove("RUST_LOG")
             .output()
             .with_context(|| format!("running {}", self.exe.display()))?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if out.status.code() != Some(1) {
-            bail!(
-                "expected `upkeep` to fail ({}):\n{stdout}{stderr}",
-                out.status
-            );
+        Ok((
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// Runs `upkeep ARGS`, which is to fail (exit 1), and shows what it
+    /// printed; its standard error.
+    fn upkeep_refused(&self, args: &[&std::ffi::OsStr]) -> Result<String> {
+        let (code, stdout, stderr) = self.run(args)?;
+        if code != Some(1) {
+            bail!("expected `upkeep` to fail (exit {code:?}):\n{stdout}{stderr}");
         }
         for line in stdout
             .lines()
@@ -153,22 +158,15 @@ impl Demo {
 
     /// Runs `upkeep ARGS`, shows its stdout indented, fails with its stderr.
     fn upkeep(&self, args: &[&std::ffi::OsStr], show: bool) -> Result<String> {
-        let out = Command::new(&self.exe)
-            .args(args)
-            .env_remove("RUST_LOG")
-            .output()
-            .with_context(|| format!("running {}", self.exe.display()))?;
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        if !out.status.success() {
+        let (code, stdout, stderr) = self.run(args)?;
+        if code != Some(0) {
             let shown: Vec<String> = args
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
             bail!(
-                "`upkeep {}` failed ({}):\n{}{}",
+                "`upkeep {}` failed (exit {code:?}):\n{}{}",
                 shown.join(" "),
-                out.status,
                 stdout,
                 stderr
             );

@@ -1,0 +1,103 @@
+//! `upkeep repo add`: publish a release (payloads, installer arguments,
+//! install data, app commands) into the repository's signed metadata.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use upkeep_server::repo::NewRelease;
+
+use crate::cmd_repo::open;
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The repository directory.
+    dir: PathBuf,
+    /// The app id (compared case-insensitively; stored in lower case in paths).
+    #[arg(long, value_name = "ID")]
+    app: String,
+    /// The release version (1 to 4 dot-separated numbers).
+    #[arg(long = "version", id = "release_version", value_name = "V")]
+    release_version: String,
+    /// The channel clients ask for with `ap` (default: the empty channel).
+    #[arg(long, value_name = "NAME", default_value = "")]
+    channel: String,
+    /// An argument for the installer (repeat for several, in order).
+    #[arg(long = "installer-arg", value_name = "ARG", allow_hyphen_values = true)]
+    installer_args: Vec<String>,
+    /// Omaha install data: the UTF-8 text of FILE, answered to clients that
+    /// ask for INDEX (repeat for several indexes). Signed with the release
+    /// in the targets metadata; at most 64 KiB each.
+    #[arg(long = "install-data", value_name = "INDEX=FILE")]
+    install_data: Vec<String>,
+    /// A command the release brings to every machine that installs it
+    /// (repeat for more), run there by `upkeep app-command`:
+    /// NAME=PROGRAM ARGS..., the program a path inside the app's live
+    /// version (relative, e.g. bin/repair), %1..%9 where a caller's
+    /// parameters go. Signed with the release in the targets metadata.
+    #[arg(long = "command", value_name = "NAME=COMMAND_LINE")]
+    commands: Vec<String>,
+    /// The key directory (default: the one `repo init` used).
+    #[arg(long, value_name = "KEYDIR")]
+    keys: Option<PathBuf>,
+    /// Publish into this delegated role instead of the top-level targets:
+    /// signed with the role's keys only (plus snapshot.key and
+    /// timestamp.key). Refused before anything is written when clients
+    /// would not find the release there.
+    #[arg(long, value_name = "ROLE", default_value = "targets")]
+    role: String,
+    /// A key file of the role (repeat up to its threshold; default:
+    /// KEYDIR/delegated/ROLE-<i>.key).
+    #[arg(long = "role-key", value_name = "FILE")]
+    role_keys: Vec<PathBuf>,
+    /// The payload files.
+    #[arg(required = true, value_name = "PAYLOAD")]
+    payloads: Vec<PathBuf>,
+}
+
+/// Runs `upkeep repo add`.
+pub fn run(a: AddArgs) -> Result<()> {
+    let repo = open(&a.dir)?;
+    let mut install_data = BTreeMap::new();
+    for spec in &a.install_data {
+        let Some((index, file)) = spec.split_once('=') else {
+            bail!("--install-data {spec:?}: give INDEX=FILE");
+        };
+        let text = std::fs::read_to_string(file).with_context(|| {
+            format!("--install-data {spec:?}: cannot read {file} as UTF-8 text")
+        })?;
+        if install_data.insert(index.to_owned(), text).is_some() {
+            bail!("--install-data: index {index:?} given twice");
+        }
+    }
+    let mut commands = BTreeMap::new();
+    for spec in &a.commands {
+        let Some((name, line)) = spec.split_once('=') else {
+            bail!("--command {spec:?}: give NAME=COMMAND_LINE");
+        };
+        if commands.insert(name.to_owned(), line.to_owned()).is_some() {
+            bail!("--command: {name:?} given twice");
+        }
+    }
+    if a.role == "targets" && !a.role_keys.is_empty() {
+        bail!("--role-key needs --role ROLE (a delegated role)");
+    }
+    let release = NewRelease {
+        app: a.app,
+        version: a.release_version,
+        channel: a.channel,
+        installer_args: a.installer_args,
+        install_data,
+        commands,
+        payloads: a.payloads,
+    };
+    let published = repo
+        .add_to_role(a.keys.as_deref(), &a.role, &a.role_keys, &release)
+        .with_context(|| format!("publishing {} {}", release.app, release.version))?;
+    println!(
+        "published {} {}: targets {}, snapshot {}, timestamp {}",
+        release.app, release.version, published.targets, published.snapshot, published.timestamp
+    );
+    Ok(())
+}
