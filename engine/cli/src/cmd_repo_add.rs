@@ -38,6 +38,12 @@ pub struct AddArgs {
     /// parameters go. Signed with the release in the targets metadata.
     #[arg(long = "command", value_name = "NAME=COMMAND_LINE")]
     commands: Vec<String>,
+    /// Also publish a patch from each of these earlier releases (comma
+    /// separated, or repeated) to every payload file they have too, so a
+    /// machine on one of them downloads only what changed (docs/deltas.md).
+    /// A patch not smaller than the file is left out.
+    #[arg(long = "delta-from", value_name = "V", value_delimiter = ',')]
+    delta_from: Vec<upkeep_core::version::Version>,
     /// The key directory (default: the one `repo init` used).
     #[arg(long, value_name = "KEYDIR")]
     keys: Option<PathBuf>,
@@ -90,6 +96,7 @@ pub fn run(a: AddArgs) -> Result<()> {
         installer_args: a.installer_args,
         install_data,
         commands,
+        delta_from: a.delta_from,
         payloads: a.payloads,
     };
     let published = repo
@@ -99,5 +106,23 @@ pub fn run(a: AddArgs) -> Result<()> {
         "published {} {}: targets {}, snapshot {}, timestamp {}",
         release.app, release.version, published.targets, published.snapshot, published.timestamp
     );
+    if !release.delta_from.is_empty() {
+        let catalog = repo.catalog()?;
+        let version: upkeep_core::version::Version = release.version.parse()?;
+        let made: Vec<_> = catalog
+            .patches()
+            .iter()
+            .filter(|p| p.info.app.eq_ignore_ascii_case(&release.app) && p.info.version == version)
+            .collect();
+        for p in &made {
+            println!(
+                "patch {}: {} bytes (from {} {})",
+                p.name, p.length, release.app, p.info.from
+            );
+        }
+        if made.is_empty() {
+            println!("no patch: no file of those releases makes one smaller than the file itself");
+        }
+    }
     Ok(())
 }

@@ -47,6 +47,7 @@ pub fn list(a: ListArgs) -> Result<()> {
         for r in catalog.releases() {
             let mut v = serde_json::to_value(r)?;
             v["rollout"] = serde_json::to_value(rollouts.stage(&r.app, &r.version))?;
+            v["patches"] = serde_json::to_value(patches_of(&catalog, r))?;
             releases.push(v);
         }
         writeln!(out, "{}", serde_json::to_string_pretty(&releases)?)?;
@@ -80,8 +81,36 @@ pub fn list(a: ListArgs) -> Result<()> {
                 f.target_path, f.length, f.sha256
             )?;
         }
+        for p in patches_of(&catalog, r) {
+            let full = r
+                .files
+                .iter()
+                .find(|f| f.name == p.info.file)
+                .map_or(0, |f| f.length);
+            writeln!(
+                out,
+                "  {}  {} bytes  patch from {} ({:.1} % of {} bytes)",
+                p.target_path,
+                p.length,
+                p.info.from,
+                100.0 * p.length as f64 / full.max(1) as f64,
+                full
+            )?;
+        }
     }
     Ok(())
+}
+
+/// The patches that make files of release `r`.
+pub(crate) fn patches_of<'a>(
+    catalog: &'a upkeep_server::decision::Catalog,
+    r: &upkeep_server::decision::Release,
+) -> Vec<&'a upkeep_server::patches::Patch> {
+    catalog
+        .patches()
+        .iter()
+        .filter(|p| p.info.app.eq_ignore_ascii_case(&r.app) && p.info.version == r.version)
+        .collect()
 }
 
 pub fn events(a: EventsArgs) -> Result<()> {

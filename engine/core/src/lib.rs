@@ -21,6 +21,7 @@ pub mod cancel;
 pub mod check_schedule;
 pub mod crash;
 pub mod cup;
+pub mod delta;
 pub mod download;
 pub mod durable;
 pub mod health;

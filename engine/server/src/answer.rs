@@ -171,7 +171,11 @@ pub fn answer(view: &View, request: &Request, base: &str, now: OffsetDateTime) -
             Decision::NoUpdate => {
                 app.updatecheck = Some(UpdateCheck::with_status(UpdateCheckStatus::NoUpdate));
             }
-            Decision::Update(release) => app.updatecheck = Some(update_check(release, base)),
+            Decision::Update(release) => {
+                let mut uc = update_check(release, base);
+                crate::patches::offer(&mut uc, catalog, release, asked, &codebase(base, release));
+                app.updatecheck = Some(uc);
+            }
         }
         if app.status == AppStatus::Ok {
             app.cohort.cohort = Some(bucket.cohort());

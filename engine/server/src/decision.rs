@@ -90,6 +90,7 @@ pub enum Decision<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
     releases: Vec<Release>,
+    patches: Vec<crate::patches::Patch>,
 }
 
 #[derive(serde::Deserialize)]
@@ -118,7 +119,12 @@ impl Catalog {
         files: impl IntoIterator<Item = (&'a String, &'a TargetFile)>,
     ) -> Catalog {
         let mut by_key: BTreeMap<(String, Version), Release> = BTreeMap::new();
+        let mut patches = Vec::new();
         for (path, file) in files {
+            if let Some(patch) = crate::patches::from_target(path, file) {
+                patches.push(patch);
+                continue;
+            }
             let Some(custom) = file.custom.as_ref().and_then(|c| c.get("upkeep")) else {
                 continue;
             };
@@ -156,12 +162,21 @@ impl Catalog {
         for r in &mut releases {
             r.files.sort_by(|a, b| a.name.cmp(&b.name));
         }
-        Catalog { releases }
+        patches.sort_by(|a, b| a.target_path.cmp(&b.target_path));
+        Catalog { releases, patches }
     }
 
     /// A catalog of the given releases (for tests and tools).
     pub fn from_releases(releases: Vec<Release>) -> Catalog {
-        Catalog { releases }
+        Catalog {
+            releases,
+            patches: Vec::new(),
+        }
+    }
+
+    /// Every patch the targets metadata lists ([`crate::patches`]).
+    pub fn patches(&self) -> &[crate::patches::Patch] {
+        &self.patches
     }
 
     /// All releases, by app (lower-case) and version.

@@ -42,6 +42,7 @@ pub mod group_commit;
 pub mod http;
 pub mod keys;
 pub mod offline_export;
+pub mod patches;
 pub mod publish;
 pub mod repo;
 pub mod rollout;

@@ -155,6 +155,9 @@ pub struct NewRelease {
     /// a path inside the app's live version ([`AppCommand::parse_release`]);
     /// signed with the release in the targets metadata.
     pub commands: BTreeMap<String, String>,
+    /// Earlier releases to publish a patch from, to each payload they have
+    /// too ([`crate::patches`]).
+    pub delta_from: Vec<Version>,
     /// Payload files.
     pub payloads: Vec<PathBuf>,
 }
@@ -543,6 +546,33 @@ impl Repo {
             written.push(plain);
             file.custom = Some(prepared.custom.clone());
             files.push((prepared.target_path(name), file));
+        }
+        if !release.delta_from.is_empty() {
+            let payloads: Vec<(PathBuf, String)> = release
+                .payloads
+                .iter()
+                .cloned()
+                .zip(prepared.names.iter().cloned())
+                .collect();
+            let made = crate::patches::make_patches(
+                &self.catalog()?,
+                &prepared.app,
+                &prepared.version,
+                &payloads,
+                &release.delta_from,
+                |old, name| self.targets_dir().join(old.dir()).join(name),
+            )?;
+            for patch in made {
+                let source = release_path.join(format!(".{}.made", patch.name));
+                fs::write(&source, &patch.bytes).map_err(|e| ServerError::io(&source, e))?;
+                written.push(source.clone());
+                let (mut file, hashed, plain) = copy_payload(&source, &release_path, &patch.name)?;
+                let _ = fs::remove_file(&source);
+                written.push(hashed);
+                written.push(plain);
+                file.custom = Some(serde_json::json!({ crate::patches::PATCH_KEY: patch.info }));
+                files.push((prepared.target_path(&patch.name), file));
+            }
         }
         Ok(files)
     }
@@ -993,6 +1023,7 @@ mod tests {
                     installer_args: vec!["--quiet".into()],
                     install_data: [("en".to_owned(), "{\"lang\":\"en\"}".to_owned())].into(),
                     commands: BTreeMap::new(),
+                    delta_from: Vec::new(),
                     payloads: vec![p],
                 },
             )
@@ -1065,6 +1096,7 @@ mod tests {
             installer_args: vec![],
             install_data: BTreeMap::new(),
             commands: BTreeMap::new(),
+            delta_from: Vec::new(),
             payloads: vec![p.clone()],
         };
         repo.add(None, &release).unwrap();

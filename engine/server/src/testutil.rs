@@ -62,6 +62,7 @@ pub fn release(app: &str, version: &str, payload: PathBuf) -> NewRelease {
         installer_args: vec![],
         install_data: BTreeMap::new(),
         commands: BTreeMap::new(),
+        delta_from: Vec::new(),
         payloads: vec![payload],
     }
 }

@@ -39,6 +39,7 @@ fn serve(dir: &Path) -> (tokio::runtime::Runtime, SocketAddr, Repo) {
                 installer_args: Vec::new(),
                 install_data: Default::default(),
                 commands: Default::default(),
+                delta_from: Vec::new(),
                 payloads: vec![payload],
             },
         )

@@ -175,6 +175,10 @@ pub struct RequestApp {
     /// Data requests.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub data: Vec<DataRequest>,
+    /// The fingerprints (`fp`) of the packages the client has of its
+    /// installed version, so the server can offer a patch from them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
     /// Other attributes, as text (e.g. `track`, `machineid`, `board`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, String>,
@@ -197,6 +201,7 @@ impl RequestApp {
             updatecheck: Some(UpdateCheckRequest::default()),
             events: Vec::new(),
             data: Vec::new(),
+            packages: Vec::new(),
             extra: BTreeMap::new(),
         }
     }
@@ -474,6 +479,10 @@ fn app_json(a: &RequestApp, v40: bool) -> Value {
             .collect();
         o.insert("data".into(), Value::Array(data));
     }
+    if !a.packages.is_empty() {
+        let packages: Vec<Value> = a.packages.iter().map(|fp| json!({ "fp": fp })).collect();
+        o.insert("packages".into(), json!({ "package": packages }));
+    }
     if !a.events.is_empty() {
         let events: Vec<Value> = a.events.iter().map(event_json).collect();
         o.insert(
@@ -584,6 +593,15 @@ fn write_xml(r: &Request) -> String {
             write_attr(&mut o, "name", &d.name);
             write_opt(&mut o, "index", &d.index);
             o.push_str("/>\n");
+        }
+        if !a.packages.is_empty() {
+            o.push_str("    <packages>\n");
+            for fp in &a.packages {
+                o.push_str("      <package");
+                write_attr(&mut o, "fp", fp);
+                o.push_str("/>\n");
+            }
+            o.push_str("    </packages>\n");
         }
         for e in &a.events {
             o.push_str("    <event");
@@ -715,6 +733,7 @@ const JSON_APP_KEYS: &[&str] = &[
     "data",
     "event",
     "events",
+    "packages",
 ];
 
 /// The request attributes with a typed field (the others are kept in
@@ -809,6 +828,7 @@ fn parse_json_app(index: usize, a: &Value) -> Result<RequestApp, ProtocolError> 
         updatecheck: None,
         events: Vec::new(),
         data: Vec::new(),
+        packages: Vec::new(),
         extra: a
             .iter()
             .filter(|(k, _)| !JSON_APP_KEYS.contains(&k.as_str()))
@@ -845,6 +865,15 @@ fn parse_json_app(index: usize, a: &Value) -> Result<RequestApp, ProtocolError> 
             index: jstr(d, "index"),
         });
     }
+    app.packages = a
+        .get("packages")
+        .and_then(|p| p.get("package"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .filter_map(|p| jstr(p, "fp"))
+        .collect();
     let events = a
         .get("events")
         .or_else(|| a.get("event"))
@@ -985,6 +1014,7 @@ fn parse_xml_app(index: usize, a: &Element) -> Result<RequestApp, ProtocolError>
         updatecheck: None,
         events: Vec::new(),
         data: Vec::new(),
+        packages: Vec::new(),
         extra: others(a, XML_APP_KEYS),
     };
     if let Some(p) = a.child("ping") {
@@ -1014,6 +1044,12 @@ fn parse_xml_app(index: usize, a: &Element) -> Result<RequestApp, ProtocolError>
             index: d.attr_string("index"),
         });
     }
+    for p in a.children_named("packages") {
+        app.packages.extend(
+            p.children_named("package")
+                .filter_map(|x| x.attr_string("fp")),
+        );
+    }
     for e in a.children_named("event") {
         let mut fields: BTreeMap<String, String> = e.attrs.iter().cloned().collect();
         app.events.push(event_from_fields(index, &mut fields)?);
@@ -1028,6 +1064,7 @@ mod tests {
     fn sample(protocol: Protocol) -> Request {
         let mut app = RequestApp::new("{ABC}", &"1.2.3.4".parse().unwrap());
         app.ap = Some("beta".into());
+        app.packages = vec!["ab".repeat(32)];
         app.brand = Some("GGLS".into());
         app.installdate = Some(3381);
         app.cohort.cohort = Some("1:2q3/".into());

@@ -1,0 +1,173 @@
+//! Patches: at `repo add --delta-from V` each payload of the new release
+//! that release V also has gets a patch from V's file
+//! ([`upkeep_core::delta`]), published as a TUF target beside the
+//! release's files (`apps/<app>/<version>/<file>.from-<V>.zpatch`) whose
+//! `custom.upkeep_patch` says which files it joins. The answer to a
+//! client whose request names V's file by its fingerprint (`fp`) offers
+//! the patch too (`namediff`, `hashdiff_sha256`, `sizediff`,
+//! `codebasediff`); the client falls back to the full file on any failure.
+
+use std::fs;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use upkeep_core::delta::{make_patch, patch_name};
+use upkeep_core::omaha::{RequestApp, UpdateCheck};
+use upkeep_core::tuf::metadata::TargetFile;
+use upkeep_core::version::Version;
+
+use crate::decision::{Catalog, Release};
+use crate::error::ServerError;
+
+/// The custom key of a patch target.
+pub const PATCH_KEY: &str = "upkeep_patch";
+
+/// What a patch target's `custom.upkeep_patch` says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchInfo {
+    /// The app.
+    pub app: String,
+    /// The release the patch makes a file of.
+    pub version: Version,
+    /// The release whose file it starts from.
+    pub from: Version,
+    /// The file's name (the same in both releases).
+    pub file: String,
+    /// The hex SHA-256 of the file it starts from.
+    pub base_sha256: String,
+    /// The hex SHA-256 of the file it makes.
+    pub target_sha256: String,
+}
+
+/// A patch as the catalog lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Patch {
+    /// What it joins.
+    #[serde(flatten)]
+    pub info: PatchInfo,
+    /// Its file name (`namediff`).
+    pub name: String,
+    /// Its TUF target path.
+    pub target_path: String,
+    /// Its length.
+    pub length: u64,
+    /// Its hex SHA-256.
+    pub sha256: String,
+}
+
+/// The patch a target is, if it is one.
+pub(crate) fn from_target(path: &str, file: &TargetFile) -> Option<Patch> {
+    let info = file.custom.as_ref()?.get(PATCH_KEY)?;
+    let info: PatchInfo = serde_json::from_value(info.clone()).ok()?;
+    Some(Patch {
+        info,
+        name: path.rsplit('/').next().unwrap_or(path).to_owned(),
+        target_path: path.to_owned(),
+        length: file.length,
+        sha256: file.hashes.get("sha256")?.to_ascii_lowercase(),
+    })
+}
+
+/// A patch made for a new release, not written yet.
+pub(crate) struct MadePatch {
+    pub(crate) name: String,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) info: PatchInfo,
+}
+
+/// Makes the patches from each release in `from` to the new release's
+/// `payloads` (by file name): a file the older release does not have gets
+/// none, and neither does one whose patch would not be smaller than the
+/// file. `old_file` reads an older release's file from the repository.
+pub(crate) fn make_patches(
+    catalog: &Catalog,
+    app: &str,
+    version: &Version,
+    payloads: &[(PathBuf, String)],
+    from: &[Version],
+    old_file: impl Fn(&Release, &str) -> PathBuf,
+) -> Result<Vec<MadePatch>, ServerError> {
+    let mut made = Vec::new();
+    for v in from {
+        let Some(old) = catalog.find(app, v) else {
+            return Err(ServerError::Invalid(format!(
+                "--delta-from {v}: {app} {v} is not published"
+            )));
+        };
+        if v >= version {
+            return Err(ServerError::Invalid(format!(
+                "--delta-from {v}: patches go from an older release to {version}"
+            )));
+        }
+        for (payload, name) in payloads {
+            let Some(base_file) = old.files.iter().find(|f| f.name == *name) else {
+                continue;
+            };
+            let base_path = old_file(old, name);
+            let base = fs::read(&base_path).map_err(|e| ServerError::io(&base_path, e))?;
+            let base_sha = hex::encode(upkeep_core::cup::sha256(&base));
+            if base_sha != base_file.sha256 {
+                return Err(ServerError::Invalid(format!(
+                    "{}: its SHA-256 is not the one the signed metadata lists",
+                    base_path.display()
+                )));
+            }
+            let new = fs::read(payload).map_err(|e| ServerError::io(payload, e))?;
+            let bytes = make_patch(&base, &new).map_err(|e| ServerError::io(payload, e))?;
+            if bytes.len() >= new.len() {
+                continue;
+            }
+            made.push(MadePatch {
+                name: patch_name(name, v),
+                bytes,
+                info: PatchInfo {
+                    app: app.to_owned(),
+                    version: version.clone(),
+                    from: v.clone(),
+                    file: name.clone(),
+                    base_sha256: base_sha,
+                    target_sha256: hex::encode(upkeep_core::cup::sha256(&new)),
+                },
+            });
+        }
+    }
+    Ok(made)
+}
+
+/// Adds to the offer of `release` the patch of each package from the file
+/// the request names by its fingerprint, when the catalog has one.
+pub(crate) fn offer(
+    uc: &mut UpdateCheck,
+    catalog: &Catalog,
+    release: &Release,
+    asked: &RequestApp,
+    codebase: &str,
+) {
+    if asked.packages.is_empty() {
+        return;
+    }
+    let Some(manifest) = uc.manifest.as_mut() else {
+        return;
+    };
+    let mut offered = false;
+    for package in &mut manifest.packages {
+        let patch = catalog.patches().iter().find(|p| {
+            p.info.app.eq_ignore_ascii_case(&release.app)
+                && p.info.version == release.version
+                && p.info.file == package.name
+                && asked
+                    .packages
+                    .iter()
+                    .any(|fp| fp.eq_ignore_ascii_case(&p.info.base_sha256))
+        });
+        if let Some(p) = patch {
+            package.namediff = Some(p.name.clone());
+            package.hashdiff_sha256 = Some(p.sha256.clone());
+            package.sizediff = p.length;
+            offered = true;
+        }
+    }
+    if offered {
+        uc.diff_urls = vec![codebase.to_owned()];
+    }
+}
