@@ -17,7 +17,7 @@ use upkeep_core::http::HttpTransport;
 use upkeep_core::omaha::{EventType, UpdateCheck};
 use upkeep_core::state::AppRecord;
 use upkeep_core::tuf::metadata::TargetFile;
-use upkeep_core::tuf::{SystemClock, Updater, UpdaterConfig, init_trusted_root};
+use upkeep_core::tuf::{SystemClock, TargetInfo, Updater, UpdaterConfig, init_trusted_root};
 use upkeep_core::update_check::{OfferedPackage, agree, offered_packages, target_path};
 use upkeep_core::version::Version;
 
@@ -26,12 +26,16 @@ use crate::events::{Recorded, event};
 use crate::files::duration_ms;
 use crate::observer::{Notice, Progress, Warning};
 use crate::pass::{Run, Tuf};
+use crate::patch::{DiffFailure, PatchOutcome, record_verified};
 
 /// What applying one update did.
 pub(crate) struct Applied {
     pub(crate) downloads: Vec<DownloadReport>,
     /// The app commands the release's signed metadata brings.
     pub(crate) commands: BTreeMap<String, AppCommand>,
+    /// Whether a patch was used: `Ok` when every patch tried worked, the
+    /// failure of one that did not (its file was downloaded whole).
+    pub(crate) diff: Option<Result<(), DiffFailure>>,
     /// Wall time of the installer: plugin load and call.
     pub(crate) install_time: Duration,
 }
@@ -44,6 +48,16 @@ impl<'a> Run<'a, '_> {
             .tuf
             .get_or_insert_with(|| refresh_tuf(env).map_err(Arc::new));
         tuf.as_mut().map_err(|e| UpdateError::TufRefresh(e.clone()))
+    }
+
+    /// The signed target at `path` (after the pass's one refresh).
+    pub(crate) fn tuf_target(&mut self, path: &str) -> Result<TargetInfo, UpdateError> {
+        self.tuf()?
+            .get_target_info(path)
+            .map_err(|source| UpdateError::TufTarget {
+                path: path.to_owned(),
+                source,
+            })
     }
 
     /// `Err(Cancelled)` once the pass was asked to stop.
@@ -101,13 +115,7 @@ impl<'a> Run<'a, '_> {
         let mut commands = BTreeMap::new();
         for package in &packages {
             let path = target_path(id, next, &package.name);
-            let target =
-                self.tuf()?
-                    .get_target_info(&path)
-                    .map_err(|source| UpdateError::TufTarget {
-                        path: path.clone(),
-                        source,
-                    })?;
+            let target = self.tuf_target(&path)?;
             if agreed.is_empty() {
                 commands = self.release_commands(id, &target.file);
             }
@@ -118,6 +126,7 @@ impl<'a> Run<'a, '_> {
         let payload_dir = root.join("downloads").join(id).join(next.to_string());
         let mut reports = Vec::new();
         let mut verified = Vec::new();
+        let mut diff = None;
         for (package, file) in agreed {
             self.check_cancel()?;
             let request = DownloadRequest {
@@ -131,10 +140,29 @@ impl<'a> Run<'a, '_> {
                     .join(&package.name),
                 dest: payload_dir.join(&package.name),
             };
-            let report = self.download(id, package, &request)?;
+            // A file already in place is verified and reused; else a patch
+            // from the installed version's copy is tried first.
+            let outcome = if request.dest.exists() {
+                PatchOutcome::NotTried
+            } else {
+                self.try_patch(id, &record.version, next, package, &file, &request)
+            };
+            let report = match outcome {
+                PatchOutcome::Patched(report) => {
+                    diff.get_or_insert(Ok(()));
+                    report
+                }
+                other => {
+                    if let PatchOutcome::Failed(failure) = other {
+                        diff = Some(Err(failure));
+                    }
+                    self.download(id, package, &request)?
+                }
+            };
             reports.push(report);
             verified.push((request.dest, hex::encode(file.sha256)));
         }
+        record_verified(&payload_dir, &verified);
         crash::point("update.downloaded");
         // The last moment to stop: from here on the install runs to its end.
         self.check_cancel()?;
@@ -153,17 +181,20 @@ impl<'a> Run<'a, '_> {
         crash::point("install.done");
         Ok(Applied {
             downloads: reports,
+            diff,
             commands,
             install_time: install_started.elapsed(),
         })
     }
 
-    fn download(
+    /// Downloads `request` (the file `file` of `id`) with progress and
+    /// notices; a failure is the caller's to report.
+    pub(crate) fn fetch(
         &mut self,
         id: &str,
-        package: &OfferedPackage,
+        file: &str,
         request: &DownloadRequest,
-    ) -> Result<DownloadReport, UpdateError> {
+    ) -> Result<DownloadReport, DownloadError> {
         let mut options = self.env.config.download.clone();
         options.cancel = self.env.cancel.clone();
         let downloader = Downloader::new(self.env.http, options);
@@ -180,29 +211,39 @@ impl<'a> Run<'a, '_> {
             }
             observer.progress(&Progress {
                 app: id,
-                file: &package.name,
+                file,
                 url: p.url,
                 received: p.received,
                 total: p.total,
             });
         };
+        let result = downloader.download(request, &mut progress);
+        match &result {
+            Ok(report) => self.observer.notice(&Notice::Downloaded {
+                app: id.to_owned(),
+                file: file.to_owned(),
+                bytes: report.total_bytes,
+                took: report.duration,
+                reused: report.reused,
+            }),
+            Err(_) => self.observer.notice(&Notice::DownloadFailed {
+                app: id.to_owned(),
+                file: file.to_owned(),
+            }),
+        }
+        result
+    }
+
+    fn download(
+        &mut self,
+        id: &str,
+        package: &OfferedPackage,
+        request: &DownloadRequest,
+    ) -> Result<DownloadReport, UpdateError> {
         let started = Instant::now();
-        match downloader.download(request, &mut progress) {
-            Ok(report) => {
-                self.observer.notice(&Notice::Downloaded {
-                    app: id.to_owned(),
-                    file: package.name.clone(),
-                    bytes: report.total_bytes,
-                    took: report.duration,
-                    reused: report.reused,
-                });
-                Ok(report)
-            }
+        match self.fetch(id, &package.name, request) {
+            Ok(report) => Ok(report),
             Err(source) => {
-                self.observer.notice(&Notice::DownloadFailed {
-                    app: id.to_owned(),
-                    file: package.name.clone(),
-                });
                 let error = match source {
                     DownloadError::Cancelled { .. } => UpdateError::Cancelled,
                     source => UpdateError::Download {

@@ -37,6 +37,7 @@ pub mod observer;
 mod offline_copy;
 mod outbox;
 mod pass;
+mod patch;
 #[cfg(unix)]
 pub mod peer;
 pub mod plugins;

@@ -525,6 +525,19 @@ impl Run<'_, '_> {
         }
         let mut done = Recorded::new(id, event(kind_for(record), None, &record.version, Some(to)));
         done.duration_ms = Some(duration_ms(started.elapsed()));
+        // Omaha's diff fields: whether a patch made the files.
+        match &applied.diff {
+            Some(Ok(())) => {
+                done.event.extra.insert("diffresult".into(), "1".into());
+            }
+            Some(Err(failure)) => {
+                let extra = &mut done.event.extra;
+                extra.insert("diffresult".into(), "0".into());
+                extra.insert("differrorcat".into(), "1".into());
+                extra.insert("differrorcode".into(), failure.code.to_string());
+            }
+            None => {}
+        }
         events.push(done);
         events
             .into_iter()

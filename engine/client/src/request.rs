@@ -1,6 +1,7 @@
 //! The update check request of a pass: the machine (OS and its version),
 //! each app's version, brand, language, install source, cohort, ping days
-//! and install data, the enterprise policy's channel, pin, rollback and
+//! and install data, the fingerprints of the packages it has (for a
+//! patch), the enterprise policy's channel, pin, rollback and
 //! `updatedisabled`, and the outbox's waiting events riding along.
 
 use upkeep_core::omaha::{DataRequest, Os, RequestApp, RequestBuilder};
@@ -41,6 +42,13 @@ pub(crate) fn build_request(
         app.cohort = record.cohort.clone();
         app.installdate = Some(record.days.install_date_to_send());
         app.ping = Some(record.days.ping(None));
+        // The installed version's packages, for a patch from them.
+        app.packages = crate::patch::cached_fingerprints(
+            &env.root
+                .join("downloads")
+                .join(id)
+                .join(record.version.to_string()),
+        );
         let rules = AppRules::new(policy, Some(config), id, Some(record));
         rules.apply_to(
             &mut app,

@@ -166,6 +166,23 @@ pub struct OfferedPackage {
     pub sha256: String,
     /// The size the response gives (0: not given).
     pub size: u64,
+    /// A patch the response offers to make this file from the one the
+    /// client has (3.x `namediff`, `hashdiff_sha256`, `sizediff` and the
+    /// `codebasediff` URLs).
+    pub diff: Option<OfferedDiff>,
+}
+
+/// A patch an update check offers for one package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferedDiff {
+    /// The patch's file name (also the last component of its TUF target path).
+    pub name: String,
+    /// Where to fetch it, in order.
+    pub urls: Vec<String>,
+    /// The hex SHA-256 the response gives (lower case).
+    pub sha256: String,
+    /// Its size.
+    pub size: u64,
 }
 
 /// Why an offered update cannot be used.
@@ -293,11 +310,29 @@ pub fn offered_packages(check: &UpdateCheck) -> Result<Vec<OfferedPackage>, Offe
                     name: p.name.clone(),
                 });
             }
+            // A patch is an offer, never a requirement: one that cannot be
+            // used is left out and the full file is fetched.
+            let diff = p.namediff.as_ref().and_then(|name| {
+                let sha256 = hex_sha256(p.hashdiff_sha256.as_deref())?;
+                let urls: Vec<String> = check
+                    .diff_urls
+                    .iter()
+                    .filter_map(|base| url::Url::parse(base).ok()?.join(name).ok())
+                    .map(String::from)
+                    .collect();
+                (plain_file_name(name) && !urls.is_empty() && p.sizediff > 0).then(|| OfferedDiff {
+                    name: name.clone(),
+                    urls,
+                    sha256,
+                    size: p.sizediff,
+                })
+            });
             out.push(OfferedPackage {
                 name: p.name.clone(),
                 urls,
                 sha256,
                 size: p.size,
+                diff,
             });
         }
     } else if let Some(pipeline) = check.pipelines.first() {
@@ -322,6 +357,7 @@ pub fn offered_packages(check: &UpdateCheck) -> Result<Vec<OfferedPackage>, Offe
                 urls: op.urls.clone(),
                 sha256,
                 size: op.size,
+                diff: None,
             });
         }
     }

@@ -74,6 +74,24 @@ pub mod install {
     pub const HEALTH_CHECK: i64 = 3;
 }
 
+/// Why a patch was not used (`differrorcode`, with `differrorcat` 1): the
+/// full file was downloaded instead.
+pub mod diff {
+    /// The patch is not a target the signed metadata lists, or it lists
+    /// it as joining other files.
+    pub const NOT_SIGNED: i64 = 1;
+    /// The response's hash or size of the patch is not the signed one.
+    pub const DISAGREEMENT: i64 = 2;
+    /// The patch could not be downloaded or failed its signed hash.
+    pub const DOWNLOAD: i64 = 3;
+    /// The file the patch starts from is missing or not the signed one.
+    pub const BASE: i64 = 4;
+    /// The patch does not apply.
+    pub const APPLY: i64 = 5;
+    /// The patched file is not the signed one.
+    pub const RESULT: i64 = 6;
+}
+
 /// Codes of the engine itself ([`ErrorCategory::Service`], 4).
 pub mod service {
     /// The prefs could not be written.
