@@ -9,8 +9,8 @@
 #   bench/delta_sizes.sh                   OLD_REV defaults to HEAD~20
 #   OLD_REV=7fb513e bench/delta_sizes.sh
 #
-# The builds use git worktrees under target/bench-delta/ and one shared
-# target directory, so only what changed between the commits is rebuilt.
+# The builds use git worktrees under target/bench-delta/ and the
+# repository's target directory, so only what changed is rebuilt.
 # Needs bsdiff and zstd; installs them with apt-get when run as root.
 # Prints sizes, each patch as a share of the full file, and the time upkeep
 # took to make and to apply its patch.
@@ -19,7 +19,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 old_rev=${OLD_REV:-HEAD~20}
 work="$root/target/bench-delta"
-export CARGO_TARGET_DIR="$work/target"
+# The repository's own target directory: only what changed is rebuilt.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 
 need=()

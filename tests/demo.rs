@@ -44,6 +44,9 @@ fn the_demo_installs_updates_and_reports() {
         "the app says: hello from org.example.notes 1.1",
         "org.example.notes: updated 1.1 -> 1.3",
         "the app says: hello from org.example.notes 1.3",
+        "patch hello-1.4.tar.gz.from-1.3.zpatch",
+        "from hello-1.4.tar.gz.from-1.3.zpatch instead of the",
+        "the app says: hello from org.example.notes 1.4",
         "exits: asked to stop (SIGTERM)",
         "demo complete",
     ] {

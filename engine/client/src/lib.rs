@@ -65,6 +65,8 @@ mod install_tests;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]
+mod patch_tests;
+#[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
 mod request_tests;

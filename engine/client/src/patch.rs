@@ -1,6 +1,6 @@
 //! Differential downloads in a pass: when the answer offers a patch for a
-//! package and the installed version's copy of that file is in the
-//! payload cache (`downloads/<app>/<installed>/`), the patch must be a
+//! package and the installed version's packages are in the payload cache
+//! (`downloads/<app>/<installed>/`, found by their hash), the patch must be a
 //! target the signed metadata lists as joining exactly that file to the
 //! offered one; it is downloaded (hash and length checked as it streams),
 //! applied with the output capped at the file's signed length, and the
@@ -67,6 +67,16 @@ pub(crate) fn cached_fingerprints(payload_dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The file of `payload_dir` its [`VERIFIED_FILE`] lists with `sha256`.
+fn cached_file(payload_dir: &Path, sha256: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(payload_dir.join(VERIFIED_FILE)).ok()?;
+    text.lines()
+        .filter_map(|l| l.split_once("  "))
+        .find(|(sha, name)| sha.eq_ignore_ascii_case(sha256) && !name.contains('/'))
+        .map(|(_, name)| payload_dir.join(name))
+        .filter(|p| p.is_file())
+}
+
 /// Records the verified packages of `payload_dir`.
 pub(crate) fn record_verified(payload_dir: &Path, files: &[(PathBuf, String)]) {
     let mut text = String::new();
@@ -96,17 +106,16 @@ impl Run<'_, '_> {
         let Some(offered) = &package.diff else {
             return PatchOutcome::NotTried;
         };
-        let base = self
+        let cache = self
             .env
             .root
             .join("downloads")
             .join(id)
-            .join(installed.to_string())
-            .join(&package.name);
-        if !base.is_file() {
+            .join(installed.to_string());
+        if !cache.join(VERIFIED_FILE).is_file() {
             return PatchOutcome::NotTried;
         }
-        match self.patch(id, next, package, offered, &base, full, request) {
+        match self.patch(id, next, package, offered, &cache, full, request) {
             Ok(report) => PatchOutcome::Patched(report),
             Err(failure) => {
                 tracing::info!(app = id, patch = %offered.name, why = %failure.why, "patch not used; downloading the full file");
@@ -123,7 +132,7 @@ impl Run<'_, '_> {
         next: &Version,
         package: &OfferedPackage,
         offered: &OfferedDiff,
-        base: &Path,
+        cache: &Path,
         full: &AgreedFile,
         request: &DownloadRequest,
     ) -> Result<DownloadReport, DiffFailure> {
@@ -188,7 +197,11 @@ impl Run<'_, '_> {
             .fetch(id, &offered.name, &patch_request)
             .map_err(|e| failed(diff::DOWNLOAD, e.to_string()))?;
         let result = (|| {
-            let old = std::fs::read(base).map_err(|e| failed(diff::BASE, e.to_string()))?;
+            // The cached file the patch starts from, found by its hash.
+            let base = cached_file(cache, &base_sha).ok_or_else(|| {
+                failed(diff::BASE, format!("no cached file has SHA-256 {base_sha}"))
+            })?;
+            let old = std::fs::read(&base).map_err(|e| failed(diff::BASE, e.to_string()))?;
             if hex::encode(upkeep_core::cup::sha256(&old)) != base_sha {
                 return Err(failed(
                     diff::BASE,

@@ -78,6 +78,9 @@ pub struct FakeServer {
     pub requests: Mutex<Vec<Request>>,
     /// The `daystart.elapsed_days` answers carry (none unless set).
     pub elapsed_days: Mutex<Option<i64>>,
+    /// A patch every offer names for its packages: file name, hex SHA-256
+    /// and size, as the answer gives them (none unless set).
+    pub diff: Mutex<Option<(String, String, u64)>>,
 }
 
 impl FakeServer {
@@ -94,6 +97,7 @@ impl FakeServer {
             corrupt: Mutex::new(BTreeMap::new()),
             requests: Mutex::new(Vec::new()),
             elapsed_days: Mutex::new(None),
+            diff: Mutex::new(None),
         }
     }
 
@@ -222,7 +226,18 @@ impl FakeServer {
                             || (self.offer_older.load(Ordering::SeqCst)
                                 && offer.version < installed)) =>
                 {
-                    update_check(id, offer)
+                    let mut uc = update_check(id, offer);
+                    if let (Some((name, sha, size)), Some(m)) =
+                        (self.diff.lock().unwrap().clone(), uc.manifest.as_mut())
+                    {
+                        for p in &mut m.packages {
+                            p.namediff = Some(name.clone());
+                            p.hashdiff_sha256 = Some(sha.clone());
+                            p.sizediff = size;
+                        }
+                        uc.diff_urls = uc.urls.clone();
+                    }
+                    uc
                 }
                 _ => UpdateCheck::with_status(UpdateCheckStatus::NoUpdate),
             });

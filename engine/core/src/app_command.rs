@@ -132,30 +132,37 @@ impl AppCommand {
     /// Reads a command line as registered: the program (absolute, no `%`)
     /// and its arguments, quoted as Omaha quotes arguments.
     pub fn parse(command_line: &str) -> Result<AppCommand, AppCommandError> {
-        let mut words = split_args(command_line)
-            .map_err(|e| AppCommandError::Quoting(e.to_string()))?
-            .into_iter();
-        let program = words.next().ok_or(AppCommandError::Empty)?;
-        if program.contains('%') {
-            return Err(AppCommandError::PlaceholderInProgram(program));
-        }
-        if !std::path::Path::new(&program).is_absolute() {
-            return Err(AppCommandError::NotAbsolute(program));
-        }
-        let command = AppCommand {
-            executable: PathBuf::from(program),
-            arguments: words.collect(),
-        };
-        for a in &command.arguments {
-            pieces(a)?;
-        }
-        Ok(command)
+        Self::parse_checked(command_line, |program| {
+            if Path::new(program).is_absolute() {
+                Ok(())
+            } else {
+                Err(AppCommandError::NotAbsolute(program.to_owned()))
+            }
+        })
     }
 
     /// Parses a command a release brings (`commands` in its signed
     /// metadata): as [`AppCommand::parse`], but the program is a path
     /// inside the app's live version: relative, no `..`, no root.
     pub fn parse_release(command_line: &str) -> Result<AppCommand, AppCommandError> {
+        Self::parse_checked(command_line, |program| {
+            if Path::new(program)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+            {
+                Ok(())
+            } else {
+                Err(AppCommandError::OutsideApp(program.to_owned()))
+            }
+        })
+    }
+
+    /// Splits `command_line`, checks the program with `program_ok` and
+    /// every argument's placeholders.
+    fn parse_checked(
+        command_line: &str,
+        program_ok: impl Fn(&str) -> Result<(), AppCommandError>,
+    ) -> Result<AppCommand, AppCommandError> {
         let mut words = split_args(command_line)
             .map_err(|e| AppCommandError::Quoting(e.to_string()))?
             .into_iter();
@@ -163,12 +170,9 @@ impl AppCommand {
         if program.contains('%') {
             return Err(AppCommandError::PlaceholderInProgram(program));
         }
-        let path = Path::new(&program);
-        if !path.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(AppCommandError::OutsideApp(program));
-        }
+        program_ok(&program)?;
         let command = AppCommand {
-            executable: path.to_path_buf(),
+            executable: PathBuf::from(program),
             arguments: words.collect(),
         };
         for a in &command.arguments {

@@ -1,5 +1,6 @@
 //! Patches: at `repo add --delta-from V` each payload of the new release
-//! that release V also has gets a patch from V's file
+//! that release V also has (by name, or the only file of each) gets a
+//! patch from V's file
 //! ([`upkeep_core::delta`]), published as a TUF target beside the
 //! release's files (`apps/<app>/<version>/<file>.from-<V>.zpatch`) whose
 //! `custom.upkeep_patch` says which files it joins. The answer to a
@@ -31,8 +32,10 @@ pub struct PatchInfo {
     pub version: Version,
     /// The release whose file it starts from.
     pub from: Version,
-    /// The file's name (the same in both releases).
+    /// The name of the file it makes.
     pub file: String,
+    /// The name of the file it starts from (in release `from`).
+    pub base_file: String,
     /// The hex SHA-256 of the file it starts from.
     pub base_sha256: String,
     /// The hex SHA-256 of the file it makes.
@@ -99,11 +102,20 @@ pub(crate) fn make_patches(
                 "--delta-from {v}: patches go from an older release to {version}"
             )));
         }
+        // Each file patches from the older release's file of the same name,
+        // or from its only file when both releases have one (names often
+        // carry the version).
+        let single = old.files.len() == 1 && payloads.len() == 1;
         for (payload, name) in payloads {
-            let Some(base_file) = old.files.iter().find(|f| f.name == *name) else {
+            let Some(base_file) = old
+                .files
+                .iter()
+                .find(|f| f.name == *name)
+                .or_else(|| old.files.first().filter(|_| single))
+            else {
                 continue;
             };
-            let base_path = old_file(old, name);
+            let base_path = old_file(old, &base_file.name);
             let base = fs::read(&base_path).map_err(|e| ServerError::io(&base_path, e))?;
             let base_sha = hex::encode(upkeep_core::cup::sha256(&base));
             if base_sha != base_file.sha256 {
@@ -125,6 +137,7 @@ pub(crate) fn make_patches(
                     version: version.clone(),
                     from: v.clone(),
                     file: name.clone(),
+                    base_file: base_file.name.clone(),
                     base_sha256: base_sha,
                     target_sha256: hex::encode(upkeep_core::cup::sha256(&new)),
                 },

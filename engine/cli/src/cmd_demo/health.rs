@@ -8,7 +8,8 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 use super::offline::NOTES;
-use super::{Demo, os, run_hello};
+use super::payload::run_hello;
+use super::{Demo, os};
 
 /// Runs the health steps; `update` runs `upkeep update` on the machine.
 pub(super) fn run(
@@ -60,5 +61,6 @@ pub(super) fn run(
         bail!("{NOTES} was not updated to 1.3:\n{out}");
     }
     d.note(&format!("the app says: {}", run_hello(&install)?));
+
     Ok(())
 }

@@ -16,9 +16,12 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::ExitCode;
+use payload::{run_hello, write_payload};
 
+mod delta;
 mod health;
 mod offline;
+mod payload;
 mod policy;
 mod rollout;
 
@@ -201,8 +204,23 @@ impl Demo {
         version: &str,
         says: &str,
     ) -> Result<PathBuf> {
+        self.publish_with(repo, app, build, (version, says), &[])
+            .map(|(payload, _)| payload)
+    }
+
+    /// Builds a payload of `app` (its version, and what its VERSION file
+    /// says) and adds it with `repo add` and `extra` arguments: the
+    /// payload and what `repo add` printed.
+    fn publish_with(
+        &self,
+        repo: &Path,
+        app: &str,
+        build: &str,
+        (version, says): (&str, &str),
+        extra: &[&std::ffi::OsStr],
+    ) -> Result<(PathBuf, String)> {
         let payload = write_payload(&self.path(&format!("vendor/{build}")), app, version, says)?;
-        let args = [
+        let mut args = vec![
             os("repo"),
             os("add"),
             repo.as_os_str(),
@@ -210,10 +228,11 @@ impl Demo {
             os(app),
             os("--version"),
             os(version),
-            payload.as_os_str(),
         ];
-        self.upkeep(&args, false)?;
-        Ok(payload)
+        args.extend_from_slice(extra);
+        args.push(payload.as_os_str());
+        let out = self.upkeep(&args, false)?;
+        Ok((payload, out))
     }
 
     fn serve(&self, repo: &Path) -> Result<Server> {
@@ -331,49 +350,6 @@ fn stop_service(_d: &Demo, _state: &Path, _service: Service) -> Result<()> {
 
 fn os(s: &str) -> &std::ffi::OsStr {
     std::ffi::OsStr::new(s)
-}
-
-/// Writes `hello-VERSION.tar.gz` of `app`: a script, a VERSION file
-/// saying `says` and notes.
-fn write_payload(dir: &Path, app: &str, version: &str, says: &str) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(format!("hello-{version}.tar.gz"));
-    let file =
-        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
-    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
-        file,
-        flate2::Compression::default(),
-    ));
-    let mut add = |name: &str, mode: u32, data: &[u8]| -> std::io::Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        tar.append_data(&mut h, name, data)
-    };
-    add(
-        "bin/hello",
-        0o755,
-        format!("#!/bin/sh\necho \"hello from {app} {version}\"\n").as_bytes(),
-    )?;
-    add("VERSION", 0o644, format!("{says}\n").as_bytes())?;
-    add(
-        &format!("NOTES-{version}.txt"),
-        0o644,
-        format!("release notes of {version}\n").as_bytes(),
-    )?;
-    tar.into_inner()?.finish()?.sync_all()?;
-    Ok(path)
-}
-
-/// Runs the app the way it is launched: through the install directory's
-/// `current` link, which the engine switches atomically on every update.
-fn run_hello(install: &Path) -> Result<String> {
-    let out = Command::new(install.join("current/bin/hello"))
-        .output()
-        .context("running the installed app")?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Runs `upkeep demo`.
@@ -540,6 +516,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     offline::run(&mut d, &repo, &state, &update)?;
     policy::run(&mut d, &repo, &state, &update)?;
     health::run(&mut d, &repo, &state, &update)?;
+    delta::run(&mut d, &repo, &state)?;
 
     d.step("What the telemetry sink recorded on the machine");
     let sink = state.join("telemetry/telemetry-jsonl/events.jsonl");

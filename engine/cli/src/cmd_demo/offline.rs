@@ -56,7 +56,10 @@ pub(super) fn run(
         ],
         true,
     )?;
-    d.note(&format!("the app says: {}", super::run_hello(&install)?));
+    d.note(&format!(
+        "the app says: {}",
+        super::payload::run_hello(&install)?
+    ));
     d.note("the copy of each package was checked before the installer ran");
     let prefs = std::fs::read_to_string(state.join("prefs.json")).unwrap_or_default();
     if !prefs.contains(NOTES) {

@@ -272,6 +272,26 @@ impl Repository {
         Ok(())
     }
 
+    /// Sets the `custom` object of target `path` of role `role` (not yet
+    /// published).
+    pub fn set_custom(
+        &mut self,
+        role: &str,
+        path: &str,
+        custom: serde_json::Value,
+    ) -> Result<(), TufError> {
+        let file = self
+            .targets
+            .get_mut(role)
+            .and_then(|t| t.targets.get_mut(path))
+            .ok_or_else(|| TufError::UnknownRole {
+                role: role.into(),
+                reason: format!("has no target {path}"),
+            })?;
+        file.custom = Some(custom);
+        Ok(())
+    }
+
     /// Delegates from `delegator` to a new role `name` with one new key,
     /// appended last in search order, and creates its empty targets
     /// (nothing is published).
