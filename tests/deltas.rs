@@ -139,3 +139,21 @@ fn a_damaged_old_file_falls_back_and_a_missing_one_asks_for_no_patch() {
     );
     let _ = text;
 }
+
+#[test]
+fn a_repository_setting_patches_from_the_last_releases() {
+    let w = World::new();
+    let settings = w.repo.join("repo.toml");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    // A top-level key: before any [table] of repo.toml.
+    std::fs::write(&settings, format!("delta_from_last = 2\n{text}")).unwrap();
+    let big = noise(1 << 20);
+    let out = add(&w, "1.0", &archive(&big, "1.0"), &[]);
+    assert!(!out.contains("patch"), "nothing to patch from: {out}");
+    add(&w, "1.1", &archive(&big, "1.1"), &[]);
+    add(&w, "1.2", &archive(&big, "1.2"), &[]);
+    let out = add(&w, "1.3", &archive(&big, "1.3"), &[]);
+    assert!(out.contains("app.tar.gz.from-1.2.zpatch"), "{out}");
+    assert!(out.contains("app.tar.gz.from-1.1.zpatch"), "{out}");
+    assert!(!out.contains("from-1.0"), "only the last two: {out}");
+}

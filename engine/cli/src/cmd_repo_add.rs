@@ -41,7 +41,9 @@ pub struct AddArgs {
     /// Also publish a patch from each of these earlier releases (comma
     /// separated, or repeated) to every payload file they have too, so a
     /// machine on one of them downloads only what changed (docs/deltas.md).
-    /// A patch not smaller than the file is left out.
+    /// A patch not smaller than the file is left out. Without it,
+    /// `delta_from_last = N` in repo.toml patches from the app's N newest
+    /// older releases on the same channel.
     #[arg(long = "delta-from", value_name = "V", value_delimiter = ',')]
     delta_from: Vec<upkeep_core::version::Version>,
     /// The key directory (default: the one `repo init` used).
@@ -106,7 +108,7 @@ pub fn run(a: AddArgs) -> Result<()> {
         "published {} {}: targets {}, snapshot {}, timestamp {}",
         release.app, release.version, published.targets, published.snapshot, published.timestamp
     );
-    if !release.delta_from.is_empty() {
+    if !release.delta_from.is_empty() || repo.settings().delta_from_last > 0 {
         let catalog = repo.catalog()?;
         let version: upkeep_core::version::Version = release.version.parse()?;
         let made: Vec<_> = catalog
@@ -120,7 +122,7 @@ pub fn run(a: AddArgs) -> Result<()> {
                 p.name, p.length, release.app, p.info.from
             );
         }
-        if made.is_empty() {
+        if made.is_empty() && !release.delta_from.is_empty() {
             println!("no patch: no file of those releases makes one smaller than the file itself");
         }
     }

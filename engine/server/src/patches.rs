@@ -147,6 +147,25 @@ pub(crate) fn make_patches(
     Ok(made)
 }
 
+/// The `n` newest releases of `app` on `channel` older than `version`
+/// (newest first): what `delta_from_last = n` in `repo.toml` patches from.
+pub(crate) fn last_releases(
+    catalog: &Catalog,
+    app: &str,
+    version: &Version,
+    channel: &str,
+    n: usize,
+) -> Vec<Version> {
+    let mut older: Vec<Version> = catalog
+        .releases()
+        .iter()
+        .filter(|r| r.app.eq_ignore_ascii_case(app) && r.channel == channel && r.version < *version)
+        .map(|r| r.version.clone())
+        .collect();
+    older.sort();
+    older.into_iter().rev().take(n).collect()
+}
+
 /// Adds to the offer of `release` the patch of each package from the file
 /// the request names by its fingerprint, when the catalog has one.
 pub(crate) fn offer(
@@ -182,5 +201,42 @@ pub(crate) fn offer(
     }
     if offered {
         uc.diff_urls = vec![codebase.to_owned()];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::Release;
+
+    fn release(version: &str, channel: &str) -> Release {
+        Release {
+            app: "A".into(),
+            version: version.parse().unwrap(),
+            channel: channel.into(),
+            installer_args: Vec::new(),
+            install_data: Default::default(),
+            files: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_last_releases_are_the_newest_older_ones_on_the_channel() {
+        let catalog = Catalog::from_releases(vec![
+            release("1.0", ""),
+            release("1.2", ""),
+            release("1.1", ""),
+            release("1.5", "beta"),
+            release("2.0", ""),
+        ]);
+        let v = |s: &str| s.parse::<Version>().unwrap();
+        let got = last_releases(&catalog, "a", &v("1.9"), "", 2);
+        assert_eq!(got, vec![v("1.2"), v("1.1")]);
+        assert!(last_releases(&catalog, "a", &v("1.0"), "", 3).is_empty());
+        assert_eq!(
+            last_releases(&catalog, "a", &v("1.9"), "beta", 3),
+            vec![v("1.5")]
+        );
+        assert!(last_releases(&catalog, "a", &v("1.9"), "", 0).is_empty());
     }
 }

@@ -95,6 +95,14 @@ pub struct Settings {
     /// Metadata lifetimes.
     #[serde(default)]
     pub expiry_days: ExpiryDays,
+    /// `repo add` without `--delta-from` publishes patches from this many
+    /// of the app's newest older releases on the same channel (0: none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delta_from_last: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Options of [`Repo::init`].
@@ -306,6 +314,7 @@ impl Repo {
                 .as_ref()
                 .map(|k| std::path::absolute(k).unwrap_or_else(|_| k.clone())),
             expiry_days: ExpiryDays::default(),
+            delta_from_last: 0,
         };
 
         let mut root = Root {
@@ -547,7 +556,19 @@ impl Repo {
             file.custom = Some(prepared.custom.clone());
             files.push((prepared.target_path(name), file));
         }
-        if !release.delta_from.is_empty() {
+        let catalog = self.catalog()?;
+        let delta_from = if release.delta_from.is_empty() {
+            crate::patches::last_releases(
+                &catalog,
+                &prepared.app,
+                &prepared.version,
+                &release.channel,
+                self.settings.delta_from_last,
+            )
+        } else {
+            release.delta_from.clone()
+        };
+        if !delta_from.is_empty() {
             let payloads: Vec<(PathBuf, String)> = release
                 .payloads
                 .iter()
@@ -555,11 +576,11 @@ impl Repo {
                 .zip(prepared.names.iter().cloned())
                 .collect();
             let made = crate::patches::make_patches(
-                &self.catalog()?,
+                &catalog,
                 &prepared.app,
                 &prepared.version,
                 &payloads,
-                &release.delta_from,
+                &delta_from,
                 |old, name| self.targets_dir().join(old.dir()).join(name),
             )?;
             for patch in made {
