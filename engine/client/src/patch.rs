@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use upkeep_core::delta::apply_patch;
+use upkeep_core::delta::{PatchFormat, apply};
 use upkeep_core::download::{DownloadReport, DownloadRequest};
 use upkeep_core::omaha::codes::diff;
 use upkeep_core::update_check::{AgreedFile, OfferedDiff, OfferedPackage, target_path};
@@ -156,6 +156,18 @@ impl Run<'_, '_> {
                 format!("{path} is not signed as a patch to this file"),
             ));
         }
+        let format = target
+            .file
+            .custom
+            .as_ref()
+            .and_then(|c| c.get("upkeep_patch")?.get("format").cloned())
+            .map_or(Ok(PatchFormat::Zstd), serde_json::from_value)
+            .map_err(|e| {
+                failed(
+                    diff::NOT_SIGNED,
+                    format!("{path}: unknown patch format: {e}"),
+                )
+            })?;
         let base_sha = target
             .file
             .custom
@@ -215,7 +227,7 @@ impl Run<'_, '_> {
             }
             let mut out = std::fs::File::create(&request.staging)
                 .map_err(|e| failed(diff::APPLY, e.to_string()))?;
-            let made = apply_patch(&old, patch, &mut out, full.length)
+            let made = apply(format, &old, patch, &mut out, full.length)
                 .map_err(|e| failed(diff::APPLY, e.to_string()))?;
             if made.sha256 != full.sha256 || made.length != full.length {
                 return Err(failed(

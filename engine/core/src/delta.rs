@@ -17,6 +17,18 @@ use crate::version::Version;
 
 /// The file name suffix of a patch.
 pub const PATCH_SUFFIX: &str = ".zpatch";
+
+/// How a patch is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PatchFormat {
+    /// One zstd frame with the old file as its reference prefix.
+    Zstd,
+    /// bsdiff's control, difference and extra stream (the format of the
+    /// `bsdiff` crate), compressed as one zstd frame: smaller on
+    /// executables, whose code changes shift addresses everywhere.
+    Bsdiff,
+}
 /// The largest window a patch may use: 2 GiB (zstd's limit on 64-bit).
 pub const MAX_WINDOW_LOG: u32 = 31;
 /// The compression level patches are made with.
@@ -61,6 +73,144 @@ pub enum PatchError {
 fn window_log_for(len: usize) -> u32 {
     let bits = usize::BITS - len.max(1).leading_zeros();
     bits.clamp(10, MAX_WINDOW_LOG)
+}
+
+/// The smaller of the two patch formats from `base` to `new`.
+pub fn make_best_patch(base: &[u8], new: &[u8]) -> io::Result<(PatchFormat, Vec<u8>)> {
+    let zstd = make_patch(base, new)?;
+    let bsdiff = make_bsdiff_patch(base, new)?;
+    Ok(if bsdiff.len() < zstd.len() {
+        (PatchFormat::Bsdiff, bsdiff)
+    } else {
+        (PatchFormat::Zstd, zstd)
+    })
+}
+
+/// A bsdiff patch from `base` to `new`, compressed with zstd.
+pub fn make_bsdiff_patch(base: &[u8], new: &[u8]) -> io::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    bsdiff::diff(base, new, &mut raw)?;
+    let mut out = Vec::new();
+    let mut encoder = zstd::stream::write::Encoder::new(&mut out, PATCH_LEVEL)?;
+    encoder.long_distance_matching(true)?;
+    encoder.include_checksum(true)?;
+    encoder.write_all(&raw)?;
+    encoder.finish()?;
+    Ok(out)
+}
+
+/// Applies `patch` of `format` to `base`, as [`apply_patch`] does.
+pub fn apply(
+    format: PatchFormat,
+    base: &[u8],
+    patch: impl Read,
+    out: impl Write,
+    limit: u64,
+) -> Result<Patched, PatchError> {
+    match format {
+        PatchFormat::Zstd => apply_patch(base, patch, out, limit),
+        PatchFormat::Bsdiff => apply_bsdiff_patch(base, patch, out, limit),
+    }
+}
+
+/// Applies a [`PatchFormat::Bsdiff`] patch to `base`, streaming: at most
+/// `limit` bytes out, hashed on the way. The stream is a series of
+/// controls (three little-endian 64-bit numbers: bytes to add to the old
+/// file, bytes to copy from the patch, how far to move in the old file,
+/// the last in sign-magnitude), each followed by its added and copied
+/// bytes.
+pub fn apply_bsdiff_patch(
+    base: &[u8],
+    patch: impl Read,
+    mut out: impl Write,
+    limit: u64,
+) -> Result<Patched, PatchError> {
+    let corrupt = |what: &str| {
+        PatchError::Corrupt(io::Error::new(io::ErrorKind::InvalidData, what.to_owned()))
+    };
+    let mut stream = zstd::stream::read::Decoder::new(patch).map_err(PatchError::Corrupt)?;
+    let mut hasher = Sha256::new();
+    let mut length = 0u64;
+    let mut old_pos: u64 = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut control = [0u8; 24];
+        match read_full(&mut stream, &mut control).map_err(PatchError::Corrupt)? {
+            0 => break,
+            24 => {}
+            _ => return Err(corrupt("a control is cut short")),
+        }
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&control[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(b)
+        };
+        let (add, copy, seek) = (word(0), word(1), word(2));
+        let grown = length
+            .checked_add(add)
+            .and_then(|n| n.checked_add(copy))
+            .ok_or_else(|| corrupt("lengths overflow"))?;
+        if grown > limit {
+            return Err(PatchError::TooLong { limit });
+        }
+        // The added bytes: patch bytes plus the old file's at old_pos.
+        let mut left = add;
+        while left > 0 {
+            let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+            if read_full(&mut stream, &mut buf[..n]).map_err(PatchError::Corrupt)? != n {
+                return Err(corrupt("the added bytes are cut short"));
+            }
+            let start = usize::try_from(old_pos).map_err(|_| corrupt("old position"))?;
+            let old = base
+                .get(start..start + n)
+                .ok_or_else(|| corrupt("the patch reads past the old file"))?;
+            for (b, o) in buf[..n].iter_mut().zip(old) {
+                *b = b.wrapping_add(*o);
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(PatchError::Write)?;
+            old_pos += n as u64;
+            left -= n as u64;
+        }
+        // The copied bytes, as they are.
+        let mut left = copy;
+        while left > 0 {
+            let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
+            if read_full(&mut stream, &mut buf[..n]).map_err(PatchError::Corrupt)? != n {
+                return Err(corrupt("the copied bytes are cut short"));
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n]).map_err(PatchError::Write)?;
+            left -= n as u64;
+        }
+        length = grown;
+        let magnitude = seek & !(1 << 63);
+        old_pos = if seek & (1 << 63) == 0 {
+            old_pos.checked_add(magnitude)
+        } else {
+            old_pos.checked_sub(magnitude)
+        }
+        .ok_or_else(|| corrupt("the patch moves before the old file"))?;
+    }
+    out.flush().map_err(PatchError::Write)?;
+    Ok(Patched {
+        length,
+        sha256: hasher.finalize().into(),
+    })
+}
+
+/// Reads until `buf` is full or the stream ends: the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// A patch from `base` to `new`.
@@ -186,5 +336,37 @@ mod tests {
         assert_eq!(fingerprint_sha256(&fingerprint(&hex)), Some(hex.as_str()));
         assert_eq!(fingerprint_sha256("abc"), None);
         assert_eq!(fingerprint_sha256(&"g".repeat(64)), None);
+    }
+
+    #[test]
+    fn a_bsdiff_patch_applies_streaming_and_is_capped() {
+        let base = noise(200_000, 13);
+        let mut new = base.clone();
+        for i in (0..new.len()).step_by(4096) {
+            new[i] = new[i].wrapping_add(3);
+        }
+        new.extend_from_slice(b"and a tail");
+        let patch = make_bsdiff_patch(&base, &new).unwrap();
+        let mut out = Vec::new();
+        let made = apply(
+            PatchFormat::Bsdiff,
+            &base,
+            &patch[..],
+            &mut out,
+            new.len() as u64,
+        )
+        .unwrap();
+        assert_eq!(out, new);
+        assert_eq!(made.sha256, <[u8; 32]>::from(Sha256::digest(&new)));
+        assert!(matches!(
+            apply_bsdiff_patch(&base, &patch[..], &mut Vec::new(), 100),
+            Err(PatchError::TooLong { limit: 100 })
+        ));
+        assert!(apply_bsdiff_patch(&base[..10], &patch[..], &mut Vec::new(), u64::MAX).is_err());
+        let (format, best) = make_best_patch(&base, &new).unwrap();
+        assert!(best.len() <= patch.len());
+        let mut again = Vec::new();
+        apply(format, &base, &best[..], &mut again, new.len() as u64).unwrap();
+        assert_eq!(again, new);
     }
 }

@@ -12,7 +12,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use upkeep_core::delta::{make_patch, patch_name};
+use upkeep_core::delta::{PatchFormat, make_best_patch, patch_name};
 use upkeep_core::omaha::{RequestApp, UpdateCheck};
 use upkeep_core::tuf::metadata::TargetFile;
 use upkeep_core::version::Version;
@@ -40,6 +40,13 @@ pub struct PatchInfo {
     pub base_sha256: String,
     /// The hex SHA-256 of the file it makes.
     pub target_sha256: String,
+    /// How it is encoded (absent: zstd).
+    #[serde(default = "zstd_format")]
+    pub format: PatchFormat,
+}
+
+fn zstd_format() -> PatchFormat {
+    PatchFormat::Zstd
 }
 
 /// A patch as the catalog lists it.
@@ -125,7 +132,8 @@ pub(crate) fn make_patches(
                 )));
             }
             let new = fs::read(payload).map_err(|e| ServerError::io(payload, e))?;
-            let bytes = make_patch(&base, &new).map_err(|e| ServerError::io(payload, e))?;
+            let (format, bytes) =
+                make_best_patch(&base, &new).map_err(|e| ServerError::io(payload, e))?;
             if bytes.len() >= new.len() {
                 continue;
             }
@@ -140,6 +148,7 @@ pub(crate) fn make_patches(
                     base_file: base_file.name.clone(),
                     base_sha256: base_sha,
                     target_sha256: hex::encode(upkeep_core::cup::sha256(&new)),
+                    format,
                 },
             });
         }
