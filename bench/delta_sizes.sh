@@ -12,8 +12,9 @@
 # The builds use git worktrees under target/bench-delta/ and the
 # repository's target directory, so only what changed is rebuilt.
 # Needs bsdiff and zstd; installs them with apt-get when run as root.
-# Prints sizes, each patch as a share of the full file, and the time upkeep
-# took to make and to apply its patch.
+# Prints sizes, each patch as a share of the full file, the format upkeep
+# chose (the smaller of zstd and bsdiff), the time it took to make, and for
+# a zstd patch the time to apply and verify it with the zstd tool.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,28 +74,36 @@ upkeep_patch() {
     t1=$(now)
     patch=$(find "$repo/targets/apps/bench/2.0" -name "$3.from-1.0.zpatch" | head -1)
     if [ -z "$patch" ]; then
-        echo "$(stat -c %s "$2") $(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}') 0"
+        echo "$(stat -c %s "$2") $(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}') - none"
         return
     fi
-    # Apply and verify, as the client does: the patched bytes hashed.
-    zstd -q -d --long=31 --patch-from="$1" "$patch" -c | sha256sum >/dev/null
-    t2=$(now)
     size=$(stat -c %s "$patch")
-    echo "$size $(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}') $(awk -v a="$t1" -v b="$t2" 'BEGIN{print b-a}')"
+    # The format repo add chose; a zstd patch is applied and verified with
+    # the zstd tool (no tool applies the bsdiff format: "-").
+    local format
+    format=$("$upkeep" repo list "$repo" --json | grep -o '"format": *"[a-z]*"' | head -1 | grep -o '[a-z]*"$' | tr -d '"')
+    if [ "$format" = zstd ]; then
+        t1=$(now)
+        zstd -q -d --long=31 --patch-from="$1" "$patch" -c | sha256sum >/dev/null
+        t2=$(now)
+        echo "$size $(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}') $(awk -v a="$t1" -v b="$t2" 'BEGIN{print b-a}') $format"
+    else
+        echo "$size $(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}') - $format"
+    fi
 }
 
 row() {
     local label=$1 a=$2 b=$3 name=$4
-    local full ours make apply bs zs
+    local full ours make apply format bs zs
     full=$(stat -c %s "$b")
-    read -r ours make apply < <(upkeep_patch "$a" "$b" "$name")
+    read -r ours make apply format < <(upkeep_patch "$a" "$b" "$name")
     bsdiff "$a" "$b" "$work/bs.patch"
     bs=$(stat -c %s "$work/bs.patch")
     zstd -q -f -19 --long=31 --patch-from="$a" "$b" -o "$work/zs.patch"
     zs=$(stat -c %s "$work/zs.patch")
-    awk -v l="$label" -v f="$full" -v o="$ours" -v b="$bs" -v z="$zs" -v m="$make" -v p="$apply" 'BEGIN {
-        printf "%-34s %11d %10d (%5.2f %%) %10d (%5.2f %%) %10d (%5.2f %%)  make %5.1f s  apply+verify %5.2f s  ours/bsdiff %.3f\n",
-            l, f, o, 100*o/f, b, 100*b/f, z, 100*z/f, m, p, o/b }'
+    awk -v l="$label" -v f="$full" -v o="$ours" -v b="$bs" -v z="$zs" -v m="$make" -v p="$apply" -v t="$format" 'BEGIN {
+        printf "%-34s %11d %10d (%5.2f %%) %-6s %10d (%5.2f %%) %10d (%5.2f %%)  make %5.1f s  apply+verify %s s  ours/bsdiff %.3f\n",
+            l, f, o, 100*o/f, t, b, 100*b/f, z, 100*z/f, m, p, o/b }'
 }
 
 printf '%-34s %11s %22s %22s %22s\n' "pair" "full bytes" "upkeep patch" "bsdiff" "zstd --patch-from"

@@ -118,8 +118,15 @@ pub fn run(a: AddArgs) -> Result<()> {
             .collect();
         for p in &made {
             println!(
-                "patch {}: {} bytes (from {} {})",
-                p.name, p.length, release.app, p.info.from
+                "patch {}: {} bytes (from {} {}, {} format)",
+                p.name,
+                p.length,
+                release.app,
+                p.info.from,
+                serde_json::to_value(p.info.format)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
             );
         }
         if made.is_empty() && !release.delta_from.is_empty() {

@@ -89,10 +89,14 @@ pub fn list(a: ListArgs) -> Result<()> {
                 .map_or(0, |f| f.length);
             writeln!(
                 out,
-                "  {}  {} bytes  patch from {} ({:.1} % of {} bytes)",
+                "  {}  {} bytes  patch from {} ({}, {:.1} % of {} bytes)",
                 p.target_path,
                 p.length,
                 p.info.from,
+                match p.info.format {
+                    upkeep_core::delta::PatchFormat::Zstd => "zstd",
+                    upkeep_core::delta::PatchFormat::Bsdiff => "bsdiff",
+                },
                 100.0 * p.length as f64 / full.max(1) as f64,
                 full
             )?;
