@@ -162,7 +162,6 @@ impl<'a> Run<'a, '_> {
             reports.push(report);
             verified.push((request.dest, hex::encode(file.sha256)));
         }
-        record_verified(&payload_dir, &verified);
         crash::point("update.downloaded");
         // The last moment to stop: from here on the install runs to its end.
         self.check_cancel()?;
@@ -178,6 +177,9 @@ impl<'a> Run<'a, '_> {
         } else {
             self.install(id, record, check, next, &payload_dir, installer_data)?;
         }
+        // Indexed only now: the installer saw the payload directory as the
+        // packages alone.
+        record_verified(&payload_dir, &verified);
         crash::point("install.done");
         Ok(Applied {
             downloads: reports,
