@@ -123,10 +123,7 @@ pub fn run(a: AddArgs) -> Result<()> {
                 p.length,
                 release.app,
                 p.info.from,
-                serde_json::to_value(p.info.format)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
+                p.info.format.name()
             );
         }
         if made.is_empty() && !release.delta_from.is_empty() {

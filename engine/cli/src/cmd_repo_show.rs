@@ -93,10 +93,7 @@ pub fn list(a: ListArgs) -> Result<()> {
                 p.target_path,
                 p.length,
                 p.info.from,
-                match p.info.format {
-                    upkeep_core::delta::PatchFormat::Zstd => "zstd",
-                    upkeep_core::delta::PatchFormat::Bsdiff => "bsdiff",
-                },
+                p.info.format.name(),
                 100.0 * p.length as f64 / full.max(1) as f64,
                 full
             )?;

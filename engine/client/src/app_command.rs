@@ -21,7 +21,23 @@ use crate::recovery::lock_and_recover_held;
 /// The environment a command starts with: nothing of the caller's (a
 /// system daemon's caller must not steer a command run as root) but a
 /// plain `PATH`.
-pub(crate) const COMMAND_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+const COMMAND_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// `executable` with `arguments` as an app's command runs: in `dir`, with
+/// an empty standard input and an environment of only [`COMMAND_PATH`].
+pub(crate) fn command_process(
+    executable: &std::path::Path,
+    arguments: &[String],
+    dir: &std::path::Path,
+) -> Command {
+    let mut cmd = Command::new(executable);
+    cmd.args(arguments)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", COMMAND_PATH)
+        .stdin(Stdio::null());
+    cmd
+}
 
 /// What running a command did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,12 +99,7 @@ impl Client {
         let executable = command.program_in(&dir);
         drop(lock);
 
-        let output = Command::new(&executable)
-            .args(&arguments)
-            .current_dir(&dir)
-            .env_clear()
-            .env("PATH", COMMAND_PATH)
-            .stdin(Stdio::null())
+        let output = command_process(&executable, &arguments, &dir)
             .output()
             .map_err(ClientError::io("cannot run", &executable))?;
         let exit_code = output.status.code();

@@ -11,7 +11,7 @@
 //! is removed and not installed again until a newer one is offered.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use upkeep_core::appdir;
@@ -24,7 +24,7 @@ use upkeep_core::version::Version;
 use upkeep_plugin_host::QualifyInput;
 use upkeep_plugin_host::bindings::qualifier;
 
-use crate::app_command::COMMAND_PATH;
+use crate::app_command::command_process;
 use crate::error::UpdateError;
 use crate::events::Recorded;
 use crate::files::unix_now;
@@ -147,12 +147,7 @@ fn run_command(
     dir: &Path,
     limit: Duration,
 ) -> Result<(), String> {
-    let mut child = Command::new(executable)
-        .args(arguments)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", COMMAND_PATH)
-        .stdin(Stdio::null())
+    let mut child = command_process(executable, arguments, dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -11,7 +11,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use upkeep_core::delta::{PatchFormat, apply};
+use upkeep_core::delta::{PatchInfo, apply};
 use upkeep_core::download::{DownloadReport, DownloadRequest};
 use upkeep_core::omaha::codes::diff;
 use upkeep_core::update_check::{AgreedFile, OfferedDiff, OfferedPackage, target_path};
@@ -141,44 +141,21 @@ impl Run<'_, '_> {
             .tuf_target(&path)
             .map_err(|e| failed(diff::NOT_SIGNED, e.to_string()))?;
         let full_hex = hex::encode(full.sha256);
-        let joins = target
+        // The signed description must join exactly this file to the
+        // offered one (an unknown format does not parse).
+        let info = target
             .file
             .custom
             .as_ref()
-            .and_then(|c| c.get("upkeep_patch"))
-            .is_some_and(|info| {
-                info.get("file").and_then(|v| v.as_str()) == Some(package.name.as_str())
-                    && info.get("target_sha256").and_then(|v| v.as_str()) == Some(full_hex.as_str())
-            });
-        if !joins {
-            return Err(failed(
-                diff::NOT_SIGNED,
-                format!("{path} is not signed as a patch to this file"),
-            ));
-        }
-        let format = target
-            .file
-            .custom
-            .as_ref()
-            .and_then(|c| c.get("upkeep_patch")?.get("format").cloned())
-            .map_or(Ok(PatchFormat::Zstd), serde_json::from_value)
-            .map_err(|e| {
+            .and_then(PatchInfo::of)
+            .filter(|i| i.file == package.name && i.target_sha256.eq_ignore_ascii_case(&full_hex))
+            .ok_or_else(|| {
                 failed(
                     diff::NOT_SIGNED,
-                    format!("{path}: unknown patch format: {e}"),
+                    format!("{path} is not signed as a patch to this file"),
                 )
             })?;
-        let base_sha = target
-            .file
-            .custom
-            .as_ref()
-            .and_then(|c| {
-                c.get("upkeep_patch")?
-                    .get("base_sha256")?
-                    .as_str()
-                    .map(str::to_owned)
-            })
-            .unwrap_or_default();
+        let (format, base_sha) = (info.format, info.base_sha256);
         let signed_sha = target
             .file
             .hashes

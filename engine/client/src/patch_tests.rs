@@ -84,6 +84,7 @@ fn a_patch_listed_with_another_hash_is_not_used() {
         let mut repo = w.server.repo.lock().unwrap();
         let path = format!("apps/{APP}/2.0/app.tar.from-1.0.zpatch");
         let info = serde_json::json!({"upkeep_patch": {
+            "app": APP, "version": "2.0", "from": "1.0", "base_file": "app.tar",
             "file": "app.tar",
             "target_sha256": hex::encode(upkeep_core::cup::sha256(b"payload two")),
             "base_sha256": hex::encode(upkeep_core::cup::sha256(b"payload one")),

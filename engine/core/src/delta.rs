@@ -18,6 +18,44 @@ use crate::version::Version;
 /// The file name suffix of a patch.
 pub const PATCH_SUFFIX: &str = ".zpatch";
 
+/// The key of a patch target's `custom` object.
+pub const PATCH_KEY: &str = "upkeep_patch";
+
+/// What a patch target's `custom.upkeep_patch` says: the files it joins.
+/// Written by the repository, read by the reference server and checked by
+/// the client before it uses the patch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PatchInfo {
+    /// The app.
+    pub app: String,
+    /// The release the patch makes a file of.
+    pub version: Version,
+    /// The release whose file it starts from.
+    pub from: Version,
+    /// The name of the file it makes.
+    pub file: String,
+    /// The name of the file it starts from (in release `from`).
+    pub base_file: String,
+    /// The hex SHA-256 of the file it starts from.
+    pub base_sha256: String,
+    /// The hex SHA-256 of the file it makes.
+    pub target_sha256: String,
+    /// How it is encoded (absent: zstd).
+    #[serde(default = "zstd_format")]
+    pub format: PatchFormat,
+}
+
+fn zstd_format() -> PatchFormat {
+    PatchFormat::Zstd
+}
+
+impl PatchInfo {
+    /// The patch a target's `custom` object describes, if it is one.
+    pub fn of(custom: &serde_json::Value) -> Option<PatchInfo> {
+        serde_json::from_value(custom.get(PATCH_KEY)?.clone()).ok()
+    }
+}
+
 /// How a patch is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -84,6 +122,16 @@ pub fn make_best_patch(base: &[u8], new: &[u8]) -> io::Result<(PatchFormat, Vec<
     } else {
         (PatchFormat::Zstd, zstd)
     })
+}
+
+impl PatchFormat {
+    /// The name used in the metadata (`zstd`, `bsdiff`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PatchFormat::Zstd => "zstd",
+            PatchFormat::Bsdiff => "bsdiff",
+        }
+    }
 }
 
 /// A bsdiff patch from `base` to `new`, compressed with zstd.

@@ -91,6 +91,9 @@ pub enum Decision<'a> {
 pub struct Catalog {
     releases: Vec<Release>,
     patches: Vec<crate::patches::Patch>,
+    /// Index into `patches` by (app lower-case, version, file, base
+    /// SHA-256 lower-case): the answer looks a patch up per request.
+    patch_index: BTreeMap<(String, Version, String, String), usize>,
 }
 
 #[derive(serde::Deserialize)]
@@ -163,7 +166,24 @@ impl Catalog {
             r.files.sort_by(|a, b| a.name.cmp(&b.name));
         }
         patches.sort_by(|a, b| a.target_path.cmp(&b.target_path));
-        Catalog { releases, patches }
+        let patch_index = patches
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let key = (
+                    p.info.app.to_ascii_lowercase(),
+                    p.info.version.clone(),
+                    p.info.file.clone(),
+                    p.info.base_sha256.to_ascii_lowercase(),
+                );
+                (key, i)
+            })
+            .collect();
+        Catalog {
+            releases,
+            patches,
+            patch_index,
+        }
     }
 
     /// A catalog of the given releases (for tests and tools).
@@ -171,12 +191,31 @@ impl Catalog {
         Catalog {
             releases,
             patches: Vec::new(),
+            patch_index: BTreeMap::new(),
         }
     }
 
     /// Every patch the targets metadata lists ([`crate::patches`]).
     pub fn patches(&self) -> &[crate::patches::Patch] {
         &self.patches
+    }
+
+    /// The patch that makes `file` of `app` `version` from the file with
+    /// SHA-256 `base_sha256`, if one is published.
+    pub fn patch_for(
+        &self,
+        app: &str,
+        version: &Version,
+        file: &str,
+        base_sha256: &str,
+    ) -> Option<&crate::patches::Patch> {
+        let key = (
+            app.to_ascii_lowercase(),
+            version.clone(),
+            file.to_owned(),
+            base_sha256.to_ascii_lowercase(),
+        );
+        self.patch_index.get(&key).map(|&i| &self.patches[i])
     }
 
     /// All releases, by app (lower-case) and version.

@@ -11,43 +11,14 @@
 use std::fs;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-use upkeep_core::delta::{PatchFormat, make_best_patch, patch_name};
+use serde::Serialize;
+use upkeep_core::delta::{PatchInfo, make_best_patch, patch_name};
 use upkeep_core::omaha::{RequestApp, UpdateCheck};
 use upkeep_core::tuf::metadata::TargetFile;
 use upkeep_core::version::Version;
 
 use crate::decision::{Catalog, Release};
 use crate::error::ServerError;
-
-/// The custom key of a patch target.
-pub const PATCH_KEY: &str = "upkeep_patch";
-
-/// What a patch target's `custom.upkeep_patch` says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PatchInfo {
-    /// The app.
-    pub app: String,
-    /// The release the patch makes a file of.
-    pub version: Version,
-    /// The release whose file it starts from.
-    pub from: Version,
-    /// The name of the file it makes.
-    pub file: String,
-    /// The name of the file it starts from (in release `from`).
-    pub base_file: String,
-    /// The hex SHA-256 of the file it starts from.
-    pub base_sha256: String,
-    /// The hex SHA-256 of the file it makes.
-    pub target_sha256: String,
-    /// How it is encoded (absent: zstd).
-    #[serde(default = "zstd_format")]
-    pub format: PatchFormat,
-}
-
-fn zstd_format() -> PatchFormat {
-    PatchFormat::Zstd
-}
 
 /// A patch as the catalog lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,8 +38,7 @@ pub struct Patch {
 
 /// The patch a target is, if it is one.
 pub(crate) fn from_target(path: &str, file: &TargetFile) -> Option<Patch> {
-    let info = file.custom.as_ref()?.get(PATCH_KEY)?;
-    let info: PatchInfo = serde_json::from_value(info.clone()).ok()?;
+    let info = PatchInfo::of(file.custom.as_ref()?)?;
     Some(Patch {
         info,
         name: path.rsplit('/').next().unwrap_or(path).to_owned(),
@@ -192,15 +162,10 @@ pub(crate) fn offer(
     };
     let mut offered = false;
     for package in &mut manifest.packages {
-        let patch = catalog.patches().iter().find(|p| {
-            p.info.app.eq_ignore_ascii_case(&release.app)
-                && p.info.version == release.version
-                && p.info.file == package.name
-                && asked
-                    .packages
-                    .iter()
-                    .any(|fp| fp.eq_ignore_ascii_case(&p.info.base_sha256))
-        });
+        let patch = asked
+            .packages
+            .iter()
+            .find_map(|fp| catalog.patch_for(&release.app, &release.version, &package.name, fp));
         if let Some(p) = patch {
             package.namediff = Some(p.name.clone());
             package.hashdiff_sha256 = Some(p.sha256.clone());

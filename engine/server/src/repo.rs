@@ -591,7 +591,8 @@ impl Repo {
                 let _ = fs::remove_file(&source);
                 written.push(hashed);
                 written.push(plain);
-                file.custom = Some(serde_json::json!({ crate::patches::PATCH_KEY: patch.info }));
+                file.custom =
+                    Some(serde_json::json!({ upkeep_core::delta::PATCH_KEY: patch.info }));
                 files.push((prepared.target_path(&patch.name), file));
             }
         }
