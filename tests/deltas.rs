@@ -91,6 +91,53 @@ fn a_machine_on_the_older_release_updates_by_patch() {
 }
 
 #[test]
+fn a_4_0_client_takes_the_diff_pipeline() {
+    let (w, full) = on_one_with_patch();
+    let config = w.etc.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let four = text.replace("protocol = \"3.1\"", "protocol = \"4.0\"");
+    assert_ne!(four, text, "{text}");
+    std::fs::write(&config, four).unwrap();
+    // What the server answers a 4.0 request naming 1.0's file.
+    let cached = w.state.join("downloads").join(APP).join("1.0/app.tar.gz");
+    let fp = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        std::fs::read(&cached).unwrap(),
+    ));
+    let mut app = upkeep_core::omaha::RequestApp::new(APP, &"1.0".parse().unwrap());
+    app.updatecheck = Some(Default::default());
+    app.packages = vec![fp.clone()];
+    let answer =
+        support::world::check_app_in(&w.base(), upkeep_core::omaha::Protocol::Json40, app, None)
+            .unwrap();
+    let pipelines = &answer.updatecheck.as_ref().unwrap().pipelines;
+    let ids: Vec<_> = pipelines
+        .iter()
+        .map(|p| p.pipeline_id.clone().unwrap())
+        .collect();
+    assert_eq!(ids, ["diff", "full"]);
+    let kinds: Vec<_> = pipelines[0]
+        .operations
+        .iter()
+        .map(|o| o.kind.as_str())
+        .collect();
+    assert_eq!(kinds, ["download", "upkeep_patch", "run"]);
+    assert_eq!(
+        pipelines[0].operations[1].sha256_previous.as_deref(),
+        Some(fp.as_str())
+    );
+    // The client takes the diff pipeline.
+    let (summary, detail) = update_to_two(&w);
+    let download = &summary["apps"][0]["downloads"][0];
+    let moved = download["downloaded_bytes"].as_u64().unwrap();
+    assert!(moved * 20 < full as u64, "{moved} bytes moved of {full}");
+    assert!(
+        download["url"].as_str().unwrap().ends_with(".zpatch"),
+        "{download}"
+    );
+    assert_eq!(detail["diffresult"], "1", "{detail}");
+}
+
+#[test]
 fn a_corrupt_patch_falls_back_to_the_full_file() {
     let (w, full) = on_one_with_patch();
     // Every copy of the patch the server serves is damaged.

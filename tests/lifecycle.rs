@@ -412,6 +412,70 @@ fn a_new_version_installs_side_by_side_qualifies_activates_and_retires_the_old_o
 }
 
 #[test]
+fn upkeep_updates_itself_by_patch_from_the_binary_setup_installed() {
+    let m = Machine::new(Mode::SideBySide);
+    m.setup();
+    // Setup seeded the payload cache with the binary it installed.
+    let seeded = m.state().join(format!("downloads/{SELF_APP}/{OLD}/upkeep"));
+    assert_eq!(file_sha256(&seeded), file_sha256(small_binary()));
+    m.publish_qualification("1.0", "1.0\n");
+    let dir = m.w.path("payloads/upkeep-new");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("upkeep"), new_release()).unwrap();
+    let out = support::world::run_ok(
+        upkeep()
+            .args(["repo", "add"])
+            .arg(&m.w.repo)
+            .args(["--app", SELF_APP, "--version", NEW, "--delta-from", OLD])
+            .args(["--patch-format", "zstd"])
+            .arg(dir.join("upkeep")),
+    );
+    assert!(
+        out.contains(&format!("patch upkeep.from-{OLD}.zpatch")),
+        "{out}"
+    );
+
+    let out = m.wake_now();
+    let all = both(&out);
+    expect_ok(&out);
+    assert!(
+        all.contains(&format!("upkeep: installed {NEW} side by side")),
+        "{all}"
+    );
+    let installed = m.state().join(format!("versions/{NEW}/upkeep"));
+    assert_eq!(file_sha256(&installed), Some(sha256(new_release())));
+    // The ping says the file came from the patch, and few bytes moved.
+    let events = m.w.app_events(SELF_APP);
+    let download = events
+        .iter()
+        .find(|e| e["event_type"] == 14 && e["next_version"] == NEW)
+        .expect("the download event");
+    let moved: u64 = download["detail"]["downloaded"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let full = new_release().len() as u64;
+    assert!(moved * 100 < full, "{moved} bytes moved of {full}");
+    assert!(
+        download["detail"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(".zpatch"),
+        "{download}"
+    );
+    let update = events
+        .iter()
+        .find(|e| e["event_type"] == 3 && e["next_version"] == NEW)
+        .expect("the update event");
+    assert_eq!(update["detail"]["diffresult"], "1", "{update}");
+    // The new release is what the cache keeps now.
+    assert!(!seeded.exists());
+    let cached = m.state().join(format!("downloads/{SELF_APP}/{NEW}/upkeep"));
+    assert_eq!(file_sha256(&cached), Some(sha256(new_release())));
+}
+
+#[test]
 fn a_version_that_fails_qualification_stays_unqualified_and_qualifies_on_a_later_wake() {
     let m = Machine::new(Mode::SideBySide);
     m.setup();

@@ -441,7 +441,17 @@ impl World {
 /// Sends one unsigned 3.1 update check for `app` (in session `session`)
 /// to the server at `base`: the answer's app, or the HTTP status.
 pub fn check_app(base: &str, app: RequestApp, session: Option<&str>) -> Result<App, u16> {
-    let mut builder = RequestBuilder::new(Protocol::Json31);
+    check_app_in(base, Protocol::Json31, app, session)
+}
+
+/// [`check_app`] in another JSON dialect.
+pub fn check_app_in(
+    base: &str,
+    protocol: Protocol,
+    app: RequestApp,
+    session: Option<&str>,
+) -> Result<App, u16> {
+    let mut builder = RequestBuilder::new(protocol);
     if let Some(s) = session {
         builder = builder.sessionid(s);
     }
@@ -455,7 +465,7 @@ pub fn check_app(base: &str, app: RequestApp, session: Option<&str>) -> Result<A
     if resp.status().as_u16() != 200 {
         return Err(resp.status().as_u16());
     }
-    let mut parsed = parse_response(&resp.bytes().unwrap(), Protocol::Json31).unwrap();
+    let mut parsed = parse_response(&resp.bytes().unwrap(), protocol).unwrap();
     assert_eq!(parsed.apps.len(), 1, "one app asked, one answered");
     Ok(parsed.apps.remove(0))
 }

@@ -46,6 +46,11 @@ pub struct AddArgs {
     /// older releases on the same channel.
     #[arg(long = "delta-from", value_name = "V", value_delimiter = ',')]
     delta_from: Vec<upkeep_core::version::Version>,
+    /// The patches' format: `zstd` (fast to make), `bsdiff` (smaller on
+    /// executables; takes about nine times the old file's size in memory
+    /// to make) or `best` (both made, the smaller published).
+    #[arg(long = "patch-format", value_name = "FORMAT", value_enum, default_value_t = PatchFormatArg::Best)]
+    patch_format: PatchFormatArg,
     /// The key directory (default: the one `repo init` used).
     #[arg(long, value_name = "KEYDIR")]
     keys: Option<PathBuf>,
@@ -99,6 +104,7 @@ pub fn run(a: AddArgs) -> Result<()> {
         install_data,
         commands,
         delta_from: a.delta_from,
+        patch_format: a.patch_format.format(),
         payloads: a.payloads,
     };
     let published = repo
@@ -131,4 +137,25 @@ pub fn run(a: AddArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--patch-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum PatchFormatArg {
+    /// zstd with the old file as reference.
+    Zstd,
+    /// bsdiff, compressed with zstd.
+    Bsdiff,
+    /// Both, the smaller published.
+    Best,
+}
+
+impl PatchFormatArg {
+    fn format(self) -> Option<upkeep_core::delta::PatchFormat> {
+        match self {
+            PatchFormatArg::Zstd => Some(upkeep_core::delta::PatchFormat::Zstd),
+            PatchFormatArg::Bsdiff => Some(upkeep_core::delta::PatchFormat::Bsdiff),
+            PatchFormatArg::Best => None,
+        }
+    }
 }

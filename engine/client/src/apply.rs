@@ -14,11 +14,12 @@ use upkeep_core::download::{
     DownloadError, DownloadProgress, DownloadReport, DownloadRequest, Downloader,
 };
 use upkeep_core::http::HttpTransport;
+use upkeep_core::offer::{OfferedPackage, agree, offered_packages};
 use upkeep_core::omaha::{EventType, UpdateCheck};
 use upkeep_core::state::AppRecord;
 use upkeep_core::tuf::metadata::TargetFile;
 use upkeep_core::tuf::{SystemClock, TargetInfo, Updater, UpdaterConfig, init_trusted_root};
-use upkeep_core::update_check::{OfferedPackage, agree, offered_packages, target_path};
+use upkeep_core::update_check::target_path;
 use upkeep_core::version::Version;
 
 use crate::error::{TufRefreshError, UpdateError};

@@ -14,9 +14,10 @@ use upkeep_core::state::{AppRecord, Prefs, SwitchKind};
 use upkeep_core::version::Version;
 
 use crate::error::UpdateError;
-use crate::files::{remove_old_payloads, unix_now};
+use crate::files::unix_now;
 use crate::observer::Warning;
 use crate::pass::Run;
+use crate::payload_cache::after_install;
 
 /// How a verified and installed update was committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +67,7 @@ impl Run<'_, '_> {
                 updated.updated_at = Some(unix_now());
                 lifecycle::replace_binary(prefs_path, prefs, id, updated, binary, events)
                     .map_err(switch_failed)?;
-                remove_old_payloads(root, id, to);
+                after_install(root, id, to, self.env.config.payload_cache_bytes);
                 return Ok(Committed::Replaced(exe));
             }
             // The version is recorded when it activates; the pass writes
@@ -75,7 +76,7 @@ impl Run<'_, '_> {
             for entry in events {
                 prefs.outbox.push(entry);
             }
-            remove_old_payloads(root, id, to);
+            after_install(root, id, to, self.env.config.payload_cache_bytes);
             return Ok(Committed::Staged);
         }
         let dir = &record.install_dir;
@@ -104,7 +105,7 @@ impl Run<'_, '_> {
             let _ = appdir::discard(dir, to);
             return Err(switch_failed(e));
         }
-        remove_old_payloads(root, id, to);
+        after_install(root, id, to, self.env.config.payload_cache_bytes);
         let mut keep = vec![to];
         keep.extend(previous.as_ref());
         for (path, e) in appdir::prune(dir, &keep) {

@@ -140,6 +140,8 @@ struct QualificationConfigFile {
 struct DownloadConfig {
     min_bytes_per_second: Option<u64>,
     slow_window_seconds: Option<u64>,
+    /// The payload cache's cap in MiB (default 1024; 0 keeps no payload).
+    cache_mib: Option<u64>,
 }
 
 fn default_protocol() -> String {
@@ -215,6 +217,9 @@ pub struct Config {
     pub telemetry: Vec<PathBuf>,
     /// Download limits.
     pub download: DownloadOptions,
+    /// The most bytes of payloads kept to patch from (`[download]
+    /// cache_mib`; past it the least recently installed are removed).
+    pub payload_cache_bytes: u64,
     /// Time between update checks on `wake`.
     pub check_interval: Duration,
     /// The most events the outbox keeps undelivered; beyond it the oldest
@@ -337,6 +342,12 @@ impl Config {
             tuf_root: resolve(&file.tuf_root),
             cup,
             telemetry: file.telemetry.iter().map(|p| resolve(p)).collect(),
+            payload_cache_bytes: file
+                .download
+                .cache_mib
+                .map_or(crate::payload_cache::DEFAULT_CAP_BYTES, |m| {
+                    m.saturating_mul(1 << 20)
+                }),
             download,
             check_interval: Duration::from_secs(
                 file.check_interval_minutes

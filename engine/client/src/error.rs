@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use upkeep_core::download::DownloadError;
 use upkeep_core::lifecycle::LifecycleError;
+use upkeep_core::offer::OfferError;
 use upkeep_core::omaha::codes::{check, download, install, service};
 use upkeep_core::omaha::{AppStatus, ArgsError, ErrorCategory};
 use upkeep_core::state::StateError;
 use upkeep_core::tuf::TufError;
-use upkeep_core::update_check::{CheckError, OfferError};
+use upkeep_core::update_check::CheckError;
 use upkeep_core::version::Version;
 
 use crate::config::ConfigError;

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use upkeep_core::appdir;
 use upkeep_core::crash;
+use upkeep_core::offer::install_action;
 use upkeep_core::omaha::{DataStatus, UpdateCheck, split_args};
 use upkeep_core::state::{AppRecord, PluginRef};
-use upkeep_core::update_check::install_action;
 use upkeep_core::version::Version;
 use upkeep_plugin_host::bindings::{installer, qualifier, types};
 use upkeep_plugin_host::{InstallInput, QualifyInput};

@@ -38,6 +38,7 @@ mod offline_copy;
 mod outbox;
 mod pass;
 mod patch;
+mod payload_cache;
 #[cfg(unix)]
 pub mod peer;
 pub mod plugins;

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use upkeep_core::delta::{PatchInfo, apply};
 use upkeep_core::download::{DownloadReport, DownloadRequest};
+use upkeep_core::offer::{AgreedFile, OfferedDiff, OfferedPackage};
 use upkeep_core::omaha::codes::diff;
-use upkeep_core::update_check::{AgreedFile, OfferedDiff, OfferedPackage, target_path};
+use upkeep_core::update_check::target_path;
 use upkeep_core::version::Version;
 
 use crate::pass::Run;

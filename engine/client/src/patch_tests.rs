@@ -42,8 +42,8 @@ fn fell_back(w: &World, code: i64) {
     let requests = w.server.requests.lock().unwrap();
     let sent = requests
         .iter()
-        .filter_map(|r| r.apps.iter().find(|a| a.updatecheck.is_some()))
-        .last()
+        .rev()
+        .find_map(|r| r.apps.iter().find(|a| a.updatecheck.is_some()))
         .unwrap()
         .packages
         .clone();

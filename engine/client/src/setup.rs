@@ -80,6 +80,9 @@ impl Client {
                 app: updater.app.clone(),
             });
         }
+        if let Some(updater) = &config.updater {
+            seed_own_payload(root, &updater.app, &own, &exe, config.payload_cache_bytes);
+        }
         if mode == UpdaterMode::SingleBinary {
             // The binary is replaced in place, so its path never changes: the
             // service is registered once, here.
@@ -123,4 +126,11 @@ impl Client {
             stepped,
         })
     }
+}
+
+/// Seeds the payload cache with the binary being set up as upkeep's own
+/// release `version`, so that the first self-update can be a patch from it
+/// (a tagged copy has other bytes than the release and is offered none).
+fn seed_own_payload(root: &Path, app: &str, version: &Version, exe: &Path, cap: u64) {
+    crate::payload_cache::seed(root, app, version, exe, || lifecycle::file_sha256(exe), cap);
 }

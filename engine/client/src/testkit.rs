@@ -161,6 +161,7 @@ impl FakeServer {
             cup: self.cup_client(),
             telemetry: Vec::new(),
             download: DownloadOptions::default(),
+            payload_cache_bytes: crate::payload_cache::DEFAULT_CAP_BYTES,
             check_interval: Duration::from_secs(300 * 60),
             outbox_cap: upkeep_core::outbox::DEFAULT_CAP,
             rollback_allowed: false,

@@ -27,6 +27,7 @@ pub mod durable;
 pub mod health;
 pub mod http;
 pub mod lifecycle;
+pub mod offer;
 pub mod omaha;
 pub mod outbox;
 pub mod policy;

@@ -36,6 +36,11 @@ pub fn codebase(base: &str, release: &Release) -> String {
     format!("{}/targets/{}/", base.trim_end_matches('/'), dir.join("/"))
 }
 
+/// The URL of the file `name` under a release's `codebase`.
+pub(crate) fn file_url(codebase: &str, name: &str) -> String {
+    format!("{codebase}{}", utf8_percent_encode(name, COMPONENT))
+}
+
 fn daystart(now: OffsetDateTime) -> Daystart {
     let epoch = time::Date::from_calendar_date(2007, time::Month::January, 1)
         .map(|d| d.midnight().assume_utc());
@@ -79,7 +84,7 @@ pub(crate) fn update_check(release: &Release, base: &str) -> UpdateCheck {
         .iter()
         .map(|f| Operation {
             kind: OperationType::Download,
-            urls: vec![format!("{url}{}", utf8_percent_encode(&f.name, COMPONENT))],
+            urls: vec![file_url(&url, &f.name)],
             sha256_out: Some(f.sha256.clone()),
             sha256_in: None,
             sha256_previous: None,

@@ -165,9 +165,9 @@ fn copy_checked(from: &Path, to: &Path, file: &ReleaseFile) -> Result<(), Server
 #[cfg(test)]
 mod tests {
     use super::*;
+    use upkeep_core::offer::install_action;
     use upkeep_core::omaha::offline::offer;
     use upkeep_core::omaha::{parse_response_any, split_args};
-    use upkeep_core::update_check::install_action;
 
     #[test]
     fn the_manifest_reads_back_as_the_offer_of_the_release() {

@@ -6,17 +6,19 @@
 //! `custom.upkeep_patch` says which files it joins. The answer to a
 //! client whose request names V's file by its fingerprint (`fp`) offers
 //! the patch too (`namediff`, `hashdiff_sha256`, `sizediff`,
-//! `codebasediff`); the client falls back to the full file on any failure.
+//! `codebasediff`; in 4.0 a diff pipeline before the full one); the
+//! client falls back to the full file on any failure.
 
 use std::fs;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use upkeep_core::delta::{PatchInfo, make_best_patch, patch_name};
-use upkeep_core::omaha::{RequestApp, UpdateCheck};
+use upkeep_core::delta::{PatchFormat, PatchInfo, make_patch_as, patch_name};
+use upkeep_core::omaha::{Operation, OperationType, Pipeline, RequestApp, UpdateCheck};
 use upkeep_core::tuf::metadata::TargetFile;
 use upkeep_core::version::Version;
 
+use crate::answer::file_url;
 use crate::decision::{Catalog, Release};
 use crate::error::ServerError;
 
@@ -58,13 +60,15 @@ pub(crate) struct MadePatch {
 /// Makes the patches from each release in `from` to the new release's
 /// `payloads` (by file name): a file the older release does not have gets
 /// none, and neither does one whose patch would not be smaller than the
-/// file. `old_file` reads an older release's file from the repository.
+/// file. `format` is the patches' (`None`: the smaller of both).
+/// `old_file` reads an older release's file from the repository.
 pub(crate) fn make_patches(
     catalog: &Catalog,
     app: &str,
     version: &Version,
     payloads: &[(PathBuf, String)],
     from: &[Version],
+    format: Option<PatchFormat>,
     old_file: impl Fn(&Release, &str) -> PathBuf,
 ) -> Result<Vec<MadePatch>, ServerError> {
     let mut made = Vec::new();
@@ -103,7 +107,7 @@ pub(crate) fn make_patches(
             }
             let new = fs::read(payload).map_err(|e| ServerError::io(payload, e))?;
             let (format, bytes) =
-                make_best_patch(&base, &new).map_err(|e| ServerError::io(payload, e))?;
+                make_patch_as(format, &base, &new).map_err(|e| ServerError::io(payload, e))?;
             if bytes.len() >= new.len() {
                 continue;
             }
@@ -146,7 +150,12 @@ pub(crate) fn last_releases(
 }
 
 /// Adds to the offer of `release` the patch of each package from the file
-/// the request names by its fingerprint, when the catalog has one.
+/// the request names by its fingerprint, when the catalog has one: in 3.x
+/// on the manifest's packages (`namediff`, `hashdiff_sha256`, `sizediff`,
+/// `codebasediff`), in 4.0 as a diff pipeline before the full one (the
+/// patch downloaded, then `upkeep_patch` applied to the cached file with
+/// the `previous` hash; files without a patch downloaded whole). A client
+/// that does not know `upkeep_patch` skips to the full pipeline.
 pub(crate) fn offer(
     uc: &mut UpdateCheck,
     catalog: &Catalog,
@@ -157,25 +166,73 @@ pub(crate) fn offer(
     if asked.packages.is_empty() {
         return;
     }
-    let Some(manifest) = uc.manifest.as_mut() else {
+    let patches: Vec<Option<&Patch>> = release
+        .files
+        .iter()
+        .map(|f| {
+            asked
+                .packages
+                .iter()
+                .find_map(|fp| catalog.patch_for(&release.app, &release.version, &f.name, fp))
+        })
+        .collect();
+    if patches.iter().all(Option::is_none) {
         return;
-    };
-    let mut offered = false;
-    for package in &mut manifest.packages {
-        let patch = asked
-            .packages
-            .iter()
-            .find_map(|fp| catalog.patch_for(&release.app, &release.version, &package.name, fp));
-        if let Some(p) = patch {
-            package.namediff = Some(p.name.clone());
-            package.hashdiff_sha256 = Some(p.sha256.clone());
-            package.sizediff = p.length;
-            offered = true;
-        }
     }
-    if offered {
+    if let Some(manifest) = uc.manifest.as_mut() {
+        for (package, patch) in manifest.packages.iter_mut().zip(&patches) {
+            if let Some(p) = patch {
+                package.namediff = Some(p.name.clone());
+                package.hashdiff_sha256 = Some(p.sha256.clone());
+                package.sizediff = p.length;
+            }
+        }
         uc.diff_urls = vec![codebase.to_owned()];
     }
+    let mut operations = Vec::new();
+    for (file, patch) in release.files.iter().zip(&patches) {
+        let download = |name: &str, sha256: &str, size: u64| Operation {
+            kind: OperationType::Download,
+            urls: vec![file_url(codebase, name)],
+            sha256_out: Some(sha256.to_owned()),
+            sha256_in: None,
+            sha256_previous: None,
+            path: None,
+            arguments: None,
+            size,
+        };
+        match patch {
+            Some(p) => {
+                operations.push(download(&p.name, &p.sha256, p.length));
+                operations.push(Operation {
+                    kind: OperationType::UpkeepPatch,
+                    urls: Vec::new(),
+                    sha256_out: Some(file.sha256.clone()),
+                    sha256_in: Some(p.sha256.clone()),
+                    sha256_previous: Some(p.info.base_sha256.clone()),
+                    path: Some(file.name.clone()),
+                    arguments: None,
+                    size: file.length,
+                });
+            }
+            None => operations.push(download(&file.name, &file.sha256, file.length)),
+        }
+    }
+    // The full pipeline's last operation runs the installer; so does this one's.
+    let run = uc
+        .pipelines
+        .first()
+        .and_then(|p| p.operations.last())
+        .filter(|op| op.kind == OperationType::Run)
+        .cloned();
+    operations.extend(run);
+    uc.pipelines.insert(
+        0,
+        Pipeline {
+            pipeline_id: Some("diff".into()),
+            operations,
+        },
+    );
 }
 
 #[cfg(test)]

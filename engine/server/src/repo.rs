@@ -166,6 +166,9 @@ pub struct NewRelease {
     /// Earlier releases to publish a patch from, to each payload they have
     /// too ([`crate::patches`]).
     pub delta_from: Vec<Version>,
+    /// The format of those patches; `None` makes both and publishes the
+    /// smaller ([`upkeep_core::delta::make_patch_as`]).
+    pub patch_format: Option<upkeep_core::delta::PatchFormat>,
     /// Payload files.
     pub payloads: Vec<PathBuf>,
 }
@@ -581,6 +584,7 @@ impl Repo {
                 &prepared.version,
                 &payloads,
                 &delta_from,
+                release.patch_format,
                 |old, name| self.targets_dir().join(old.dir()).join(name),
             )?;
             for patch in made {
@@ -1046,6 +1050,7 @@ mod tests {
                     install_data: [("en".to_owned(), "{\"lang\":\"en\"}".to_owned())].into(),
                     commands: BTreeMap::new(),
                     delta_from: Vec::new(),
+                    patch_format: None,
                     payloads: vec![p],
                 },
             )
@@ -1119,6 +1124,7 @@ mod tests {
             install_data: BTreeMap::new(),
             commands: BTreeMap::new(),
             delta_from: Vec::new(),
+            patch_format: None,
             payloads: vec![p.clone()],
         };
         repo.add(None, &release).unwrap();

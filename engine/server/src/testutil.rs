@@ -63,6 +63,7 @@ pub fn release(app: &str, version: &str, payload: PathBuf) -> NewRelease {
         install_data: BTreeMap::new(),
         commands: BTreeMap::new(),
         delta_from: Vec::new(),
+        patch_format: None,
         payloads: vec![payload],
     }
 }

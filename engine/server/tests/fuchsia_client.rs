@@ -40,6 +40,7 @@ fn serve(dir: &Path) -> (tokio::runtime::Runtime, SocketAddr, Repo) {
                 install_data: Default::default(),
                 commands: Default::default(),
                 delta_from: Vec::new(),
+                patch_format: None,
                 payloads: vec![payload],
             },
         )

@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use super::{
     App, AppStatus, ProtocolError, Response, UpdateCheck, UpdateCheckStatus, parse_response_any,
 };
-use crate::update_check::{hex_sha256, install_action, plain_file_name};
+use crate::offer::{hex_sha256, install_action, plain_file_name};
 use crate::version::Version;
 
 /// The manifest name looked up first in an offline folder.
@@ -334,7 +334,7 @@ mod tests {
         assert_eq!(offer.packages[0].sha256, SHA);
         assert_eq!(offer.packages[0].size, 12);
         assert_eq!(offer.packages[1].size, 0);
-        let action = crate::update_check::install_action(offer.check).unwrap();
+        let action = crate::offer::install_action(offer.check).unwrap();
         assert_eq!(action.arguments.as_deref(), Some("--quiet"));
     }
 

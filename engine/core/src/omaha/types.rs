@@ -256,6 +256,10 @@ string_enum! {
         DecompressLzma => "decompress_lzma",
         /// Run a program.
         Run => "run",
+        /// Apply an upkeep patch (zstd or bsdiff, `docs/deltas.md`) to the
+        /// cached file with the `previous` hash, making the `out` file
+        /// from the `in` download.
+        UpkeepPatch => "upkeep_patch",
     }
 }
 
