@@ -8,7 +8,6 @@
 //! place. Anything else is a [`DiffFailure`], and the caller downloads the
 //! full file instead.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use upkeep_core::delta::{PatchInfo, apply};
@@ -17,6 +16,7 @@ use upkeep_core::offer::{AgreedFile, OfferedDiff, OfferedPackage};
 use upkeep_core::omaha::codes::diff;
 use upkeep_core::update_check::target_path;
 use upkeep_core::version::Version;
+use upkeep_core::writeback::SyncedWriter;
 
 use crate::pass::Run;
 
@@ -203,8 +203,9 @@ impl Run<'_, '_> {
             if let Some(dir) = request.staging.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| failed(diff::APPLY, e.to_string()))?;
             }
-            let mut out = std::fs::File::create(&request.staging)
+            let file = std::fs::File::create(&request.staging)
                 .map_err(|e| failed(diff::APPLY, e.to_string()))?;
+            let mut out = SyncedWriter::new(&file);
             let made = apply(format, &old, patch, &mut out, full.length)
                 .map_err(|e| failed(diff::APPLY, e.to_string()))?;
             if made.sha256 != full.sha256 || made.length != full.length {
@@ -213,8 +214,7 @@ impl Run<'_, '_> {
                     "the patched file is not the signed one",
                 ));
             }
-            out.flush()
-                .and_then(|()| out.sync_all())
+            out.finish()
                 .map_err(|e| failed(diff::APPLY, e.to_string()))?;
             if let Some(dir) = request.dest.parent() {
                 std::fs::create_dir_all(dir).map_err(|e| failed(diff::APPLY, e.to_string()))?;

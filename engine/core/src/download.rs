@@ -16,6 +16,10 @@
 //!   moved into place ([`DownloadError::HashMismatch`]). A file of the wrong
 //!   length or hash is deleted: nothing is left behind.
 //!
+//! Durability keeps pace with the transfer: what is written is synced in
+//! the background as more arrives ([`crate::writeback`]), and the file is
+//! fsynced before it is moved into place.
+//!
 //! An interrupted transfer (connection reset, body shorter than announced)
 //! keeps its staging file, so the next attempt, in this run or a later one,
 //! asks only for the rest (`Range: bytes=N-`).
@@ -30,6 +34,7 @@ use sha2::{Digest, Sha256};
 use crate::cancel::Cancel;
 use crate::durable::sync_dir;
 use crate::http::{HttpClient, HttpResponse};
+use crate::writeback::Writeback;
 
 /// Size of the read buffer.
 const CHUNK: usize = 64 * 1024;
@@ -241,6 +246,8 @@ struct Staged {
     path: PathBuf,
     len: u64,
     hasher: Sha256,
+    /// Syncs the bytes written so far while more arrive.
+    writeback: Writeback,
 }
 
 impl Staged {
@@ -263,6 +270,7 @@ impl Staged {
                 path: path.to_path_buf(),
                 len: 0,
                 hasher: Sha256::new(),
+                writeback: Writeback::new(),
             });
         }
         let mut file = OpenOptions::new()
@@ -288,6 +296,7 @@ impl Staged {
             path: path.to_path_buf(),
             len,
             hasher,
+            writeback: Writeback::new(),
         })
     }
 
@@ -295,6 +304,7 @@ impl Staged {
         self.file
             .write_all(bytes)
             .map_err(|e| DownloadError::disk(&self.path, e))?;
+        self.writeback.wrote(&self.file, bytes.len() as u64);
         self.hasher.update(bytes);
         let first = self.len == 0 && !bytes.is_empty();
         self.len += bytes.len() as u64;
@@ -594,11 +604,11 @@ fn check_hash(url: &str, request: &DownloadRequest, staged: &Staged) -> Result<(
 }
 
 /// Flushes the staged file to disk and renames it into place.
-fn finish(staged: Staged, request: &DownloadRequest) -> Result<(), DownloadError> {
+fn finish(mut staged: Staged, request: &DownloadRequest) -> Result<(), DownloadError> {
     let result = (|| {
-        staged
-            .file
-            .sync_all()
+        std::mem::take(&mut staged.writeback)
+            .finish()
+            .and_then(|()| staged.file.sync_all())
             .map_err(|e| DownloadError::disk(&staged.path, e))?;
         crate::crash::point("download.staged-synced");
         fs::rename(&staged.path, &request.dest)

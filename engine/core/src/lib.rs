@@ -36,3 +36,4 @@ pub mod tag;
 pub mod tuf;
 pub mod update_check;
 pub mod version;
+pub mod writeback;
