@@ -137,6 +137,7 @@ impl Run<'_, '_> {
         full: &AgreedFile,
         request: &DownloadRequest,
     ) -> Result<DownloadReport, DiffFailure> {
+        let started = std::time::Instant::now();
         let path = target_path(id, next, &offered.name);
         let target = self
             .tuf_target(&path)
@@ -228,7 +229,10 @@ impl Run<'_, '_> {
         })();
         let _ = std::fs::remove_file(&partial);
         result?;
+        // The file's report: its length, and the time to download the
+        // patch, apply it and verify the result.
         report.total_bytes = full.length;
+        report.duration = started.elapsed();
         Ok(report)
     }
 }

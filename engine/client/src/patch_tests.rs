@@ -1,7 +1,8 @@
 //! Offered patches the client must not use, against the in-memory server
-//! of [`crate::tests`]: one the signed metadata does not list, and one
-//! listed with another hash. Both fall back to the full file, install the
-//! right bytes and report why on the update event.
+//! of [`crate::tests`]: one the signed metadata does not list, one listed
+//! with another hash, a signed one that does not apply and a signed one
+//! that makes other bytes than the signed file. All fall back to the full
+//! file, install the right bytes and report why on the update event.
 
 use upkeep_core::omaha::codes::diff;
 
@@ -73,6 +74,53 @@ fn a_patch_the_signed_metadata_does_not_list_is_not_used() {
     let w = World::new();
     offered(&w, ("app.tar.from-1.0.zpatch", "ab".repeat(32), 40));
     fell_back(&w, diff::NOT_SIGNED);
+}
+
+/// Signs `patch` as the patch from 1.0's `app.tar` to 2.0's and serves
+/// it; the offer naming it as it is signed.
+fn signed_patch(w: &World, patch: &[u8]) -> (&'static str, String, u64) {
+    const NAME: &str = "app.tar.from-1.0.zpatch";
+    let mut repo = w.server.repo.lock().unwrap();
+    let path = format!("apps/{APP}/2.0/{NAME}");
+    let info = serde_json::json!({"upkeep_patch": {
+        "app": APP, "version": "2.0", "from": "1.0", "base_file": "app.tar",
+        "file": "app.tar",
+        "target_sha256": hex::encode(upkeep_core::cup::sha256(b"payload two")),
+        "base_sha256": hex::encode(upkeep_core::cup::sha256(b"payload one")),
+    }});
+    repo.add_target("targets", &path, patch).unwrap();
+    repo.set_custom("targets", &path, info).unwrap();
+    repo.bump_targets("targets").unwrap();
+    repo.bump_snapshot().unwrap();
+    repo.bump_timestamp().unwrap();
+    w.server
+        .corrupt
+        .lock()
+        .unwrap()
+        .insert(NAME.to_owned(), patch.to_vec());
+    (
+        NAME,
+        hex::encode(upkeep_core::cup::sha256(patch)),
+        patch.len() as u64,
+    )
+}
+
+#[test]
+fn a_signed_patch_that_does_not_apply_is_not_used() {
+    let w = World::new();
+    let offer = signed_patch(&w, b"signed, but not a zstd frame");
+    offered(&w, offer);
+    fell_back(&w, diff::APPLY);
+}
+
+#[test]
+fn a_signed_patch_that_makes_other_bytes_is_not_used() {
+    let w = World::new();
+    // It applies to 1.0's file, but makes what 2.0's is not.
+    let patch = upkeep_core::delta::make_patch(b"payload one", b"payload 2!!").unwrap();
+    let offer = signed_patch(&w, &patch);
+    offered(&w, offer);
+    fell_back(&w, diff::RESULT);
 }
 
 #[test]
