@@ -2,8 +2,9 @@
 # Patch sizes on real data: upkeep's patch (`repo add --delta-from`, the
 # real code path) against bsdiff and `zstd --patch-from`, for
 #
-# * two release builds of upkeep itself, stripped: the commit before HEAD
-#   and HEAD (a small change), and OLD_REV and HEAD (a larger one);
+# * two release builds of upkeep itself, as shipped (`scripts/release.sh
+#   --split`: no debug sections, the symbol table kept): the commit before
+#   HEAD and HEAD (a small change), and OLD_REV and HEAD (a larger one);
 # * the source archives (`git archive`, tar.gz) of the same commits.
 #
 #   bench/delta_sizes.sh                   OLD_REV defaults to HEAD~20
@@ -14,7 +15,9 @@
 # Needs bsdiff and zstd; installs them with apt-get when run as root.
 # Prints sizes, each patch as a share of the full file, the format upkeep
 # chose (the smaller of zstd and bsdiff), the time it took to make, and for
-# a zstd patch the time to apply and verify it with the zstd tool.
+# a zstd patch the time to apply and verify it with the zstd tool; then,
+# through bench/patch_vs_full.sh, the small change's patch against the
+# full download through the real client on loopback.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,7 +48,9 @@ build() {
     git -C "$root" worktree remove --force "$tree" 2>/dev/null || rm -rf "$tree"
     git -C "$root" worktree add --detach --force "$tree" "$rev" >/dev/null 2>&1
     (cd "$tree" && cargo build --release --locked -q -p upkeep-cli)
-    strip -o "$work/out/$name.upkeep" "$CARGO_TARGET_DIR/release/upkeep"
+    "$root/scripts/release.sh" --split "$CARGO_TARGET_DIR/release/upkeep" "$work/dist-$name" >/dev/null
+    mv "$work/dist-$name/upkeep" "$work/out/$name.upkeep"
+    rm -rf "$work/dist-$name"
     git -C "$root" archive --format=tar.gz -o "$work/out/$name.tar.gz" "$rev"
     git -C "$root" worktree remove --force "$tree"
 }
@@ -112,3 +117,7 @@ row "upkeep binary, $old_rev -> HEAD" "$work/out/old.upkeep" "$work/out/head.upk
 row "source tar.gz, HEAD~1 -> HEAD" "$work/out/prev.tar.gz" "$work/out/head.tar.gz" src.tar.gz
 row "source tar.gz, $old_rev -> HEAD" "$work/out/old.tar.gz" "$work/out/head.tar.gz" src.tar.gz
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo
+echo "the HEAD~1 -> HEAD binary: patch against the full file (bench/patch_vs_full.sh)"
+"$root/bench/patch_vs_full.sh" "$work/out/prev.upkeep" "$work/out/head.upkeep"

@@ -7,12 +7,14 @@
 #   scripts/release.sh --split BIN OUT  split an already built binary BIN into OUT
 #
 # OUT receives:
-#   upkeep         the binary to ship: no debug sections, its symbol table
-#                  kept (a panic's backtrace names every function), a
-#                  .gnu_debuglink naming upkeep.debug and the build ID
-#   upkeep.debug   the debug information (line tables); a backtrace shows
-#                  file and line when it lies beside the binary, in a .debug/
-#                  folder beside it, or under /usr/lib/debug/.build-id/
+#   upkeep         the binary to ship: no debug sections and no symbol
+#                  table (a quarter of the size again), a .gnu_debuglink
+#                  naming upkeep.debug, and the build ID
+#   upkeep.debug   the symbols and line tables: a panic's backtrace
+#                  (RUST_BACKTRACE=1) names functions, files and lines when
+#                  it lies beside the binary, in a .debug/ folder beside it,
+#                  or under /usr/lib/debug/.build-id/; without it, only
+#                  addresses
 #   SHA256SUMS     the SHA-256 of both
 #
 # Publish OUT/upkeep with `upkeep repo add --app <updater app> --version V
@@ -39,7 +41,7 @@ split() {
     objcopy --only-keep-debug --compress-debug-sections=zlib "$bin" "$tmp/upkeep.debug"
     # The link is made from inside the output folder so that it names the
     # file alone, as a debugger looks it up beside the binary.
-    objcopy --strip-debug "$bin" "$tmp/upkeep.stripped"
+    objcopy --strip-all "$bin" "$tmp/upkeep.stripped"
     (cd "$tmp" && objcopy --add-gnu-debuglink=upkeep.debug upkeep.stripped upkeep)
     rm "$tmp/upkeep.stripped"
     chmod 0755 "$tmp/upkeep"
@@ -59,7 +61,7 @@ case "${1:-}" in
         split "$2" "$3"
         ;;
     -h|--help)
-        sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
         ;;
     *)
         out=${1:-$root/dist}

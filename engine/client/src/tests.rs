@@ -476,7 +476,8 @@ fn a_cancel_mid_download_leaves_prefs_current_and_install_dir_and_resumes_later(
     w.server.publish(APP, "1.0", &[("app.tar", b"one")], None);
     w.register("0");
     w.update();
-    let payload = vec![9u8; 300_000];
+    // Larger than the downloader's read buffer (1 MiB): cancelled midway.
+    let payload = vec![9u8; 3_000_000];
     w.server.publish(APP, "2.0", &[("app.tar", &payload)], None);
     let prefs_before = std::fs::read(w.client.root().join(PREFS_FILE)).unwrap();
     let tree_before = tree(&w.install_dir());

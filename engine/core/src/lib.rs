@@ -24,6 +24,7 @@ pub mod cup;
 pub mod delta;
 pub mod download;
 pub mod durable;
+pub mod hash_thread;
 pub mod health;
 pub mod http;
 pub mod lifecycle;
